@@ -1,0 +1,103 @@
+"""Batched generation for the `hf` adapter: left-padded prompts, stop sequences, lm-eval's post-processing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from harness.adapters.base import ProgressCallback
+from harness.requests import GenerationResult, GenerationSettings
+
+if TYPE_CHECKING:
+    from harness.adapters.hf import HFAdapter
+
+
+class StopOnSequences(StoppingCriteria):
+    """Marks a row done once its generated text contains any stop sequence."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_width: int, rows: int) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [stop for stop in stops if stop]
+        self.prompt_width = prompt_width
+        self.done = torch.zeros(rows, dtype=torch.bool)
+        # Decoding only a tail keeps the check cheap; a stop sequence spans at most a few tokens.
+        self.tail = max((len(tokenizer.encode(stop, add_special_tokens=False)) for stop in self.stops), default=1) + 2
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        generated = input_ids[:, self.prompt_width :]
+        tails = self.tokenizer.batch_decode(generated[:, -self.tail :])
+        for row, text in enumerate(tails):
+            if not self.done[row] and any(stop in text for stop in self.stops):
+                self.done[row] = True
+        return self.done.clone().to(input_ids.device)  # type: ignore[return-value]
+
+
+def _cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    for stop in stops:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
+@torch.inference_mode()
+def generate_batched(
+    adapter: HFAdapter,
+    prompts: Sequence[str],
+    settings: Sequence[GenerationSettings],
+    progress: ProgressCallback | None = None,
+) -> list[GenerationResult]:
+    tokenizer = adapter.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    eos_text = tokenizer.decode([tokenizer.eos_token_id]) if tokenizer.eos_token_id is not None else None
+    # Requests with equal settings share batches; longest prompts first, as lm-eval orders them.
+    order = sorted(range(len(prompts)), key=lambda i: (repr(settings[i]), -len(prompts[i])))
+    results: list[GenerationResult | None] = [None] * len(prompts)
+    start = 0
+    while start < len(order):
+        first = settings[order[start]]
+        batch = [i for i in order[start : start + adapter.batch_size] if settings[i] == first]
+        start += len(batch)
+        stops = list(first.stop)
+        if eos_text and eos_text not in stops:
+            stops.append(eos_text)
+        max_prompt = max(1, adapter.max_length - first.max_tokens)
+        previous_side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        try:
+            encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding="longest")
+        finally:
+            tokenizer.padding_side = previous_side
+        input_ids = encoded["input_ids"][:, -max_prompt:].to(adapter.device)
+        attention_mask = encoded["attention_mask"][:, -max_prompt:].to(adapter.device)
+        width = input_ids.shape[1]
+        sampling: dict[str, Any] = {"do_sample": first.do_sample}
+        if first.do_sample:
+            sampling.update(temperature=first.temperature, top_p=first.top_p)
+            if first.seed is not None:
+                torch.manual_seed(first.seed)
+        else:
+            sampling.update(temperature=None, top_p=None, top_k=None)
+        output = adapter.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_length=width + first.max_tokens,
+            stopping_criteria=StoppingCriteriaList(
+                [StopOnSequences(tokenizer, stops, width, len(batch))]
+            ),
+            pad_token_id=tokenizer.pad_token_id,
+            use_cache=True,
+            **sampling,
+        )
+        new_tokens = 0
+        for row, index in enumerate(batch):
+            tokens = output[row, width:].tolist()
+            text = _cut_at_stops(tokenizer.decode(tokens, skip_special_tokens=True), stops)
+            results[index] = GenerationResult(text, len(tokens))
+            new_tokens += len(tokens)
+        if progress is not None:
+            progress(len(batch), int(attention_mask.sum()) + new_tokens)
+    return [result for result in results if result is not None]

@@ -1,0 +1,82 @@
+"""Local task data: JSON / JSON Lines, CSV and Parquet files, one list of documents per split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from tasks.config import TaskConfig
+
+Document = dict[str, Any]
+
+
+def _read_json(path: Path) -> list[Document]:
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise HarnessError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
+        rows = list(data)
+    else:
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise HarnessError(f"{path}: invalid JSON on line {number}: {error.msg}") from None
+    for row in rows:
+        if not isinstance(row, dict):
+            raise HarnessError(f"{path}: each record must be a JSON object")
+    return rows
+
+
+def _read_table(path: Path) -> list[Document]:
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, keep_default_na=False)
+        else:
+            frame = pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        raise HarnessError(f"{path}: cannot read data file: {str(error).splitlines()[0]}") from None
+    records: list[Document] = []
+    for row in frame.to_dict(orient="records"):
+        records.append({str(key): _plain(value) for key, value in row.items()})
+    return records
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays from pandas become plain Python values, as in JSON-loaded data."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def read_data_file(path: Path, dataset_path: str) -> list[Document]:
+    if not path.exists():
+        raise HarnessError(f"data file not found: {path}")
+    kind = dataset_path if dataset_path in {"json", "csv", "parquet"} else path.suffix.lstrip(".")
+    if kind in {"json", "jsonl"}:
+        return _read_json(path)
+    if kind in {"csv", "parquet"}:
+        return _read_table(path)
+    raise HarnessError(f"{path}: unsupported data format '{kind}' (use json, jsonl, csv or parquet)")
+
+
+def load_split(config: TaskConfig, split: str) -> list[Document]:
+    if split not in config.data_files:
+        known = ", ".join(sorted(config.data_files)) or "none"
+        raise HarnessError(f"task '{config.task}' has no split '{split}' in its data files (splits: {known})")
+    documents: list[Document] = []
+    for path in config.data_files[split]:
+        documents.extend(read_data_file(path, config.dataset_path))
+    return documents

@@ -1,0 +1,303 @@
+from __future__ import annotations
+
+import json
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from harness.errors import HarnessError
+from harness.store import (
+    SCHEMA_VERSION,
+    ResultStore,
+    RunRecord,
+    SampleRecord,
+    ScoreRecord,
+    default_store_path,
+    new_run_id,
+)
+
+T0 = datetime(2026, 11, 21, 13, 25, 1, tzinfo=UTC)
+
+
+def make_run(
+    run_id: str, *, offset_s: int = 0, step: int | None = None, experiment: str | None = None
+) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        created_at=T0 + timedelta(seconds=offset_s),
+        model="mock",
+        model_fingerprint="fp-mock",
+        experiment=experiment,
+        step=step,
+        tasks=("arc_easy", "hellaswag"),
+        provenance={"dtype": "float32", "batch_size": 8},
+        status="completed",
+    )
+
+
+def make_scores(run_id: str) -> list[ScoreRecord]:
+    return [
+        ScoreRecord(run_id, "arc_easy", "1", "acc", 0.5, 0.05, 0.4, 0.6, 100, True, "sig-a"),
+        ScoreRecord(run_id, "hellaswag", "2", "acc_norm", 0.25, None, None, None, 40, True, "sig-h"),
+    ]
+
+
+def make_samples(run_id: str) -> list[SampleRecord]:
+    return [
+        SampleRecord(
+            run_id=run_id,
+            task="arc_easy",
+            doc_id=0,
+            prompt="Q: 2+2?\nA:",
+            target="4",
+            prediction="4",
+            choice_logprobs=(-0.1, -2.5, -3.0),
+            statistics={"acc": 1.0},
+            group="math",
+            metadata={"source": "unit", "tags": ["a"]},
+        ),
+        SampleRecord(run_id, "hellaswag", 7, "ctx", "end", None, None, {}, None, {}),
+    ]
+
+
+def write(
+    store: ResultStore,
+    run_id: str,
+    *,
+    offset_s: int = 0,
+    step: int | None = None,
+    experiment: str | None = None,
+) -> None:
+    run = make_run(run_id, offset_s=offset_s, step=step, experiment=experiment)
+    store.write_run(run, make_scores(run_id), make_samples(run_id))
+
+
+def test_missing_store_reads_as_empty(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "nowhere")
+    assert not store.exists()
+    assert store.runs().empty and "run_id" in store.runs().columns
+    scores = store.scores()
+    assert scores.empty and {"metric", "value", "model", "created_at"} <= set(scores.columns)
+    assert store.samples().empty and "choice_logprobs" in store.samples().columns
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "store")
+    write(store, "r1", offset_s=0, step=100, experiment="exp")
+    write(store, "r2", offset_s=10)
+    assert store.exists()
+    marker = json.loads((tmp_path / "store" / "_harness_store.json").read_text())
+    assert marker == {"schema_version": SCHEMA_VERSION, "format": "harness-store"}
+    assert (tmp_path / "store" / "ratings").is_dir()
+
+    runs = store.runs()
+    assert runs["run_id"].tolist() == ["r1", "r2"]
+    first = runs.iloc[0]
+    assert first["created_at"] == pd.Timestamp(T0)
+    assert str(runs["created_at"].dt.tz) == "UTC"
+    assert first["model"] == "mock" and first["model_fingerprint"] == "fp-mock"
+    assert first["experiment"] == "exp" and pd.isna(runs.iloc[1]["experiment"])
+    assert runs["step"].tolist()[0] == 100 and pd.isna(runs["step"].tolist()[1])
+    assert list(first["tasks"]) == ["arc_easy", "hellaswag"]
+    assert json.loads(first["provenance"]) == {"dtype": "float32", "batch_size": 8}
+    assert first["status"] == "completed"
+
+    scores = store.scores("r1")
+    assert len(scores) == 2 and set(scores["run_id"]) == {"r1"}
+    acc = scores[scores["metric"] == "acc"].iloc[0]
+    assert (acc["task"], acc["task_version"], acc["value"], acc["stderr"]) == ("arc_easy", "1", 0.5, 0.05)
+    assert (acc["ci_low"], acc["ci_high"], acc["n"], acc["signature"]) == (0.4, 0.6, 100, "sig-a")
+    assert bool(acc["higher_is_better"]) is True
+    assert (acc["model"], acc["experiment"], acc["step"]) == ("mock", "exp", 100)
+    assert acc["created_at"] == pd.Timestamp(T0)
+    assert pd.isna(scores[scores["metric"] == "acc_norm"].iloc[0]["stderr"])
+    assert len(store.scores()) == 4
+
+    samples = store.samples("r1")
+    assert len(samples) == 2
+    s0 = samples[samples["doc_id"] == 0].iloc[0]
+    assert (s0["prompt"], s0["target"], s0["prediction"], s0["group"]) == ("Q: 2+2?\nA:", "4", "4", "math")
+    assert list(s0["choice_logprobs"]) == [-0.1, -2.5, -3.0]
+    assert json.loads(s0["statistics"]) == {"acc": 1.0}
+    assert json.loads(s0["metadata"]) == {"source": "unit", "tags": ["a"]}
+    s7 = samples[samples["doc_id"] == 7].iloc[0]
+    assert s7["prediction"] is None or pd.isna(s7["prediction"])
+    assert s7["choice_logprobs"] is None
+    assert len(store.samples()) == 4
+    assert store.samples(task="hellaswag")["run_id"].tolist() == ["r1", "r2"]
+    assert store.samples("r2", task="arc_easy")["doc_id"].tolist() == [0]
+    assert store.samples("missing").empty and store.scores("missing").empty
+
+
+def test_readable_without_harness(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = ResultStore(root)
+    write(store, "r1")
+    write(store, "r2", offset_s=5)
+
+    scores = pd.read_parquet(root / "scores")
+    assert len(scores) == 4 and set(scores["run_id"]) == {"r1", "r2"}
+    assert len(pd.read_parquet(root / "runs")) == 2
+    assert len(pd.read_parquet(root / "samples")) == 4
+
+    rows = duckdb.sql(
+        f"SELECT run_id, count(*) AS n, avg(value) AS mean "
+        f"FROM read_parquet('{root}/scores/*.parquet') GROUP BY run_id ORDER BY run_id"
+    ).fetchall()
+    assert rows == [("r1", 2, 0.375), ("r2", 2, 0.375)]
+    runs = duckdb.sql(f"SELECT run_id, created_at FROM read_parquet('{root}/runs/*.parquet')").fetchall()
+    assert sorted(r[0] for r in runs) == ["r1", "r2"]
+
+    for table in ("runs", "scores", "samples"):
+        meta = pq.read_schema(root / table / "part-r1.parquet").metadata
+        assert meta[b"harness.schema_version"] == str(SCHEMA_VERSION).encode()
+
+
+def test_orphan_parts_are_invisible(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = ResultStore(root)
+    write(store, "good")
+    # A process killed before its runs row leaves only scores and samples behind.
+    write(store, "orphan", offset_s=1)
+    (root / "runs" / "part-orphan.parquet").unlink()
+
+    assert store.runs()["run_id"].tolist() == ["good"]
+    assert set(store.scores()["run_id"]) == {"good"}
+    assert set(store.samples()["run_id"]) == {"good"}
+    assert store.scores("orphan").empty and store.samples("orphan").empty
+
+
+def test_leftover_temp_file_does_not_break_reading(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = ResultStore(root)
+    write(store, "r1")
+    for table in ("runs", "scores", "samples"):
+        (root / table / ".part-r9.parquet.x1y2.tmp").write_bytes(b"half-written garbage")
+
+    assert store.runs()["run_id"].tolist() == ["r1"]
+    assert len(store.scores()) == 2 and len(store.samples()) == 2
+    assert len(pd.read_parquet(root / "scores")) == 2
+    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/scores/*.parquet')").fetchall()
+    assert count == [(2,)]
+    write(store, "r2", offset_s=1)
+    assert store.runs()["run_id"].tolist() == ["r1", "r2"]
+
+
+def test_writes_leave_no_temp_files(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    write(ResultStore(root), "r1")
+    assert not [p for p in root.rglob(".*")]
+    assert sorted(p.name for p in (root / "scores").iterdir()) == ["part-r1.parquet"]
+
+
+def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = ResultStore(root)
+    write(store, "r1")
+    marker = {"schema_version": SCHEMA_VERSION + 1, "format": "harness-store"}
+    (root / "_harness_store.json").write_text(json.dumps(marker))
+    with pytest.raises(HarnessError, match="schema version"):
+        store.runs()
+    with pytest.raises(HarnessError, match="schema version"):
+        write(store, "r2")
+
+
+def test_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    path.write_text("not a store")
+    store = ResultStore(path)
+    with pytest.raises(HarnessError, match="is a file"):
+        store.scores()
+    with pytest.raises(HarnessError, match="is a file"):
+        write(store, "r1")
+
+
+def test_non_empty_directory_without_marker_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    store = ResultStore(tmp_path)
+    with pytest.raises(HarnessError, match="not a harness results store"):
+        store.runs()
+    with pytest.raises(HarnessError, match="not a harness results store"):
+        write(store, "r1")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_directory_becomes_a_store(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    assert store.runs().empty
+    write(store, "r1")
+    assert store.exists() and len(store.runs()) == 1
+
+
+def test_bad_input_is_rejected_before_writing(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "store")
+    with pytest.raises(ValueError, match="file name"):
+        store.write_run(make_run("../evil"), [], [])
+    with pytest.raises(ValueError, match="passed with run"):
+        store.write_run(make_run("r1"), make_scores("other"), [])
+    naive = RunRecord("r1", datetime(2026, 1, 1), "m", "fp", None, None, (), {}, "completed")
+    with pytest.raises(ValueError, match="timezone"):
+        store.write_run(naive, [], [])
+    assert not (tmp_path / "store").exists()
+
+
+def test_duplicate_run_is_refused(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "store")
+    write(store, "r1")
+    with pytest.raises(HarnessError, match="already exists"):
+        write(store, "r1")
+    assert len(store.scores()) == 2
+
+
+def test_run_without_scores_or_samples(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "store")
+    store.write_run(make_run("r1"), [], [])
+    assert len(store.runs()) == 1 and store.scores().empty and store.samples().empty
+
+
+def test_new_run_id_sorts_by_time_and_is_unique() -> None:
+    ids = {new_run_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    stamp = next(iter(ids)).split("-")[0]
+    assert datetime.strptime(stamp, "%Y%m%dT%H%M%S")
+    assert new_run_id() >= min(ids)
+
+
+def test_default_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HARNESS_STORE", raising=False)
+    assert default_store_path() == Path("harness_store")
+    monkeypatch.setenv("HARNESS_STORE", str(tmp_path / "elsewhere"))
+    assert default_store_path() == tmp_path / "elsewhere"
+
+
+def _write_many(root: str, worker: int, count: int, barrier: Any) -> None:
+    store = ResultStore(root)
+    # Start together, so that creating the store and writing parts really overlap.
+    barrier.wait()
+    for i in range(count):
+        run_id = new_run_id()
+        store.write_run(make_run(run_id, offset_s=worker * 100 + i), make_scores(run_id), [])
+
+
+def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    root = str(tmp_path / "store")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_write_many, args=(root, w, 10, barrier)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    store = ResultStore(root)
+    runs = store.runs()
+    assert len(runs) == 40 and runs["run_id"].is_unique
+    scores = store.scores()
+    assert len(scores) == 80 and set(scores["run_id"]) == set(runs["run_id"])
