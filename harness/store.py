@@ -17,6 +17,7 @@ runs row is missing (a writer killed mid-run) are invisible to every reader here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -53,6 +54,10 @@ DEFAULT_STORE_DIR = "harness_store"
 # Run ids become file names, so keep them to characters that are safe on every filesystem and
 # never start with "." or "_", which dataset readers would silently skip.
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+# The runner keeps its request cache inside the store directory, and may create it before the
+# first run is written, so these names alone do not make a directory "someone else's".
+CACHE_FILE_NAMES = frozenset(f"cache.sqlite{suffix}" for suffix in ("", "-wal", "-shm", "-journal"))
 
 _METADATA = {b"harness.schema_version": str(SCHEMA_VERSION).encode()}
 
@@ -228,16 +233,12 @@ def _samples_table(samples: Sequence[SampleRecord]) -> pa.Table:
 
 def _fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; not every platform lets a directory be opened for this.
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -298,7 +299,12 @@ class ResultStore:
             raise HarnessError(f"results store path {self.root} is a file, not a store directory")
         if not self._marker.is_file():
             # Dot-files are ignored so a concurrent writer's half-written marker does not count.
-            if any(not entry.name.startswith(".") for entry in self.root.iterdir()):
+            foreign = [
+                entry.name
+                for entry in self.root.iterdir()
+                if not entry.name.startswith(".") and entry.name not in CACHE_FILE_NAMES
+            ]
+            if foreign:
                 raise HarnessError(
                     f"{self.root} is a non-empty directory but not a harness results store "
                     f"(no {MARKER_NAME}); choose another store path"
@@ -365,35 +371,29 @@ class ResultStore:
         dataset = ds.dataset(list(paths), schema=schema, format="parquet")
         return dataset.to_table(filter=filt)
 
-    def _runs_table(self) -> pa.Table:
-        if not self._check():
-            return RUNS_SCHEMA.empty_table()
+    def _runs_table(self, run_id: str | None = None) -> pa.Table:
         directory = self.root / "runs"
-        if not directory.is_dir():
+        if not self._check() or not directory.is_dir():
             return RUNS_SCHEMA.empty_table()
-        paths = sorted(
-            str(path)
-            for path in directory.iterdir()
-            if path.name.startswith("part-") and path.name.endswith(".parquet")
-        )
-        return self._read(RUNS_SCHEMA, paths)
+        if run_id is not None:
+            # One run's part file is found by name, so a single-run read stays cheap in big stores.
+            return self._read(RUNS_SCHEMA, self._committed_parts("runs", [run_id]))
+        names = sorted(p.name for p in directory.iterdir() if p.name.startswith("part-"))
+        return self._read(RUNS_SCHEMA, [str(directory / n) for n in names if n.endswith(".parquet")])
+
+    def _runs(self, run_id: str | None) -> pd.DataFrame:
+        frame = _to_pandas(self._runs_table(run_id))
+        if run_id is not None:
+            frame = frame[frame["run_id"] == run_id]
+        return frame.sort_values(["created_at", "run_id"], ignore_index=True)
 
     def runs(self) -> pd.DataFrame:
         """One row per committed run, oldest first."""
-        frame = _to_pandas(self._runs_table())
-        return frame.sort_values(["created_at", "run_id"], ignore_index=True)
-
-    def _committed_ids(self, run_id: str | None) -> list[str]:
-        ids = self._runs_table().column("run_id").to_pylist()
-        if run_id is not None:
-            return [run_id] if run_id in ids else []
-        return sorted(ids)
+        return self._runs(None)
 
     def scores(self, run_id: str | None = None) -> pd.DataFrame:
         """Score rows of committed runs, with each run's model, experiment, step and created_at."""
-        runs = self.runs()
-        if run_id is not None:
-            runs = runs[runs["run_id"] == run_id]
+        runs = self._runs(run_id)
         ids = runs["run_id"].tolist()
         table = self._read(SCORES_SCHEMA, self._committed_parts("scores", ids))
         frame = _to_pandas(table)
@@ -402,8 +402,8 @@ class ResultStore:
         return merged.sort_values(["created_at", "run_id"], kind="stable", ignore_index=True)
 
     def samples(self, run_id: str | None = None, task: str | None = None) -> pd.DataFrame:
-        """Per-document rows of committed runs; `statistics` and `metadata` are JSON strings."""
-        ids = self._committed_ids(run_id)
+        """Per-document rows of committed runs, oldest run first; JSON strings stay as stored."""
+        ids = self._runs(run_id)["run_id"].tolist()
         filt = ds.field("run_id").isin(ids)
         if task is not None:
             filt = filt & (ds.field("task") == task)

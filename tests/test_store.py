@@ -25,6 +25,12 @@ from harness.store import (
 T0 = datetime(2026, 11, 21, 13, 25, 1, tzinfo=UTC)
 
 
+def sql(query: str) -> list[tuple[Any, ...]]:
+    relation = duckdb.sql(query)
+    assert relation is not None
+    return relation.fetchall()
+
+
 def make_run(
     run_id: str, *, offset_s: int = 0, step: int | None = None, experiment: str | None = None
 ) -> RunRecord:
@@ -147,12 +153,12 @@ def test_readable_without_harness(tmp_path: Path) -> None:
     assert len(pd.read_parquet(root / "runs")) == 2
     assert len(pd.read_parquet(root / "samples")) == 4
 
-    rows = duckdb.sql(
+    rows = sql(
         f"SELECT run_id, count(*) AS n, avg(value) AS mean "
         f"FROM read_parquet('{root}/scores/*.parquet') GROUP BY run_id ORDER BY run_id"
-    ).fetchall()
+    )
     assert rows == [("r1", 2, 0.375), ("r2", 2, 0.375)]
-    runs = duckdb.sql(f"SELECT run_id, created_at FROM read_parquet('{root}/runs/*.parquet')").fetchall()
+    runs = sql(f"SELECT run_id, created_at FROM read_parquet('{root}/runs/*.parquet')")
     assert sorted(r[0] for r in runs) == ["r1", "r2"]
 
     for table in ("runs", "scores", "samples"):
@@ -184,7 +190,7 @@ def test_leftover_temp_file_does_not_break_reading(tmp_path: Path) -> None:
     assert store.runs()["run_id"].tolist() == ["r1"]
     assert len(store.scores()) == 2 and len(store.samples()) == 2
     assert len(pd.read_parquet(root / "scores")) == 2
-    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/scores/*.parquet')").fetchall()
+    count = sql(f"SELECT count(*) FROM read_parquet('{root}/scores/*.parquet')")
     assert count == [(2,)]
     write(store, "r2", offset_s=1)
     assert store.runs()["run_id"].tolist() == ["r1", "r2"]
@@ -227,6 +233,16 @@ def test_non_empty_directory_without_marker_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="not a harness results store"):
         write(store, "r1")
     assert not (tmp_path / "runs").exists()
+
+
+def test_cache_file_created_first_does_not_block_the_store(tmp_path: Path) -> None:
+    # The runner opens <store>/cache.sqlite before the first run is written.
+    for name in ("cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm"):
+        (tmp_path / name).write_bytes(b"")
+    store = ResultStore(tmp_path)
+    assert store.runs().empty
+    write(store, "r1")
+    assert len(store.runs()) == 1
 
 
 def test_empty_directory_becomes_a_store(tmp_path: Path) -> None:

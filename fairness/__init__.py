@@ -1,0 +1,1 @@
+"""Fairness metrics over groups of samples (demographic parity and its relatives)."""

@@ -1,0 +1,163 @@
+"""The `harness` command line. Exit codes: 0 success, 1 a gate found a regression, 2 bad usage or input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import pandas as pd
+
+from harness.errors import HarnessError
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+SCORE_COLUMNS = ["run_id", "model", "task", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"harness: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _model_args(pairs: Sequence[str]) -> dict[str, str]:
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise HarnessError(f"--model-args takes key=value pairs, got '{pair}'")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def _format_scores(frame: pd.DataFrame, output_format: str) -> str:
+    columns = [c for c in SCORE_COLUMNS if c in frame.columns]
+    frame = frame[columns]
+    if output_format == "json":
+        return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
+    if output_format == "csv":
+        return str(frame.to_csv(index=False)).rstrip("\n")
+    if frame.empty:
+        return "(no scores)"
+    shown = frame.drop(columns=["run_id"]) if frame["run_id"].nunique() == 1 else frame
+    return str(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    from harness.api import evaluate
+
+    model_args = _model_args(args.model_args)
+    if args.batch_size is not None:
+        model_args["batch_size"] = args.batch_size
+    report = evaluate(
+        args.model,
+        args.tasks,
+        model_args=model_args,
+        include_paths=args.include_path,
+        store=args.store,
+        experiment=args.experiment,
+        step=args.step,
+        limit=args.limit,
+        seed=args.seed,
+        bootstrap_resamples=args.bootstrap_resamples,
+        use_cache=not args.no_cache,
+        show_progress=not args.quiet,
+    )
+    frame = report.to_frame()
+    frame.insert(1, "model", report.model)
+    print(_format_scores(frame, args.format))
+    stats = report.request_stats
+    sys.stderr.write(
+        f"run {report.run_id}: {stats.unique} distinct requests, {stats.cached} from cache, "
+        f"{stats.model_requests} run on the model, {report.wall_seconds:.1f} s; stored in {report.store}\n"
+    )
+    return EXIT_OK
+
+
+def _command_scores(args: argparse.Namespace) -> int:
+    from harness.store import ResultStore, default_store_path
+
+    store = ResultStore(Path(args.store) if args.store else default_store_path())
+    if args.store and not store.exists():
+        raise HarnessError(f"no results store at {args.store}")
+    frame = store.scores(run_id=args.run)
+    if args.run and frame.empty:
+        raise HarnessError(f"no run '{args.run}' in {store.root}")
+    print(_format_scores(frame, args.format))
+    return EXIT_OK
+
+
+def _command_tasks(args: argparse.Namespace) -> int:
+    from tasks import resolve_tasks, task_names
+
+    include = [Path(p) for p in args.include_path]
+    rows = []
+    for name in task_names(include):
+        try:
+            (task,) = resolve_tasks([name], include)
+            rows.append({"task": name, "output_type": task.output_type, "version": task.version})
+        except HarnessError as error:
+            rows.append({"task": name, "output_type": "error", "version": str(error)})
+    frame = pd.DataFrame(rows)
+    print(frame.to_string(index=False) if args.format == "table" else frame.to_json(orient="records"))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Evaluate language models; keep every result.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="evaluate a model on tasks and store the run")
+    run.add_argument("--model", default=None, help="ADAPTER:TARGET, e.g. hf:./checkpoint-1000 (default: SmolLM2)")
+    run.add_argument("--model-args", nargs="+", default=[], metavar="KEY=VALUE")
+    run.add_argument("--tasks", default=None, help="names or YAML files, comma separated")
+    run.add_argument("--include-path", action="append", default=[], help="folder of task YAML files")
+    run.add_argument("--store", default=None, help="results store folder (default $HARNESS_STORE or ./harness_store)")
+    run.add_argument("--experiment", default=None)
+    run.add_argument("--step", type=int, default=None)
+    run.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents per task")
+    run.add_argument("--batch-size", default=None, help="N or auto")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--bootstrap-resamples", type=int, default=1000)
+    run.add_argument("--no-cache", action="store_true", help="ignore and do not fill the request cache")
+    run.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_command_run)
+
+    scores = commands.add_parser("scores", help="show stored scores")
+    scores.add_argument("--store", default=None)
+    scores.add_argument("--run", default=None, help="only this run id")
+    scores.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    scores.set_defaults(handler=_command_scores)
+
+    tasks = commands.add_parser("tasks", help="list available tasks")
+    tasks.add_argument("--include-path", action="append", default=[])
+    tasks.add_argument("--format", choices=["table", "json"], default="table")
+    tasks.set_defaults(handler=_command_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except HarnessError as error:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"harness: error: {str(error).splitlines()[0] if str(error) else error!r}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        sys.stderr.write("harness: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""The runner: tasks → requests → (cache) → adapter → results → per-sample statistics → scores.
+
+Requests from every task are pooled, deduplicated and served in chunks; each chunk's results go into the
+request cache as soon as they arrive, so a killed run resumes where it stopped and re-running an unchanged
+model makes no model calls at all.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from harness.adapters.base import ModelAdapter
+from harness.cache import RequestCache
+from harness.requests import (
+    GenerationRequest,
+    LoglikelihoodRequest,
+    Request,
+    RequestKind,
+    Result,
+    RollingLoglikelihoodRequest,
+    request_key,
+)
+from metrics import Score, SampleOutcome, score
+from tasks.task import Task, TaskInstance
+
+# Results are written to the cache after every chunk of this many requests (rounded to whole contexts).
+CHUNK_REQUESTS = 64
+
+
+@dataclass(frozen=True)
+class TaskEvaluation:
+    """Everything one task produced in one run."""
+
+    task: Task
+    instances: tuple[TaskInstance, ...]
+    outcomes: tuple[SampleOutcome, ...]
+    statistics: dict[str, np.ndarray]
+    scores: tuple[Score, ...]
+
+
+@dataclass
+class RequestStats:
+    """How the run's requests were served: a re-run of an unchanged model shows model_requests == 0."""
+
+    total: int = 0
+    unique: int = 0
+    cached: int = 0
+    model_requests: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+def _length_key(request: Request) -> tuple[int, str]:
+    """Longest first, and a context's requests side by side so the adapter can share the context."""
+    if isinstance(request, LoglikelihoodRequest):
+        return (-len(request.context), request.context)
+    if isinstance(request, RollingLoglikelihoodRequest):
+        return (-len(request.text), "")
+    prompt = request.prompt if isinstance(request.prompt, str) else repr(request.prompt)
+    return (-len(prompt), repr(request.settings))
+
+
+def _chunks(requests: Sequence[Request], size: int) -> list[list[Request]]:
+    chunks: list[list[Request]] = []
+    current: list[Request] = []
+    for request in requests:
+        boundary = (
+            not current
+            or not isinstance(request, LoglikelihoodRequest)
+            or not isinstance(current[-1], LoglikelihoodRequest)
+            or request.context != current[-1].context
+        )
+        if len(current) >= size and boundary:
+            chunks.append(current)
+            current = []
+        current.append(request)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _call_adapter(adapter: ModelAdapter, kind: RequestKind, chunk: list[Request], progress: Any) -> list[Result]:
+    if kind == "loglikelihood":
+        return list(adapter.loglikelihood([r for r in chunk if isinstance(r, LoglikelihoodRequest)], progress))
+    if kind == "loglikelihood_rolling":
+        rolling = [r for r in chunk if isinstance(r, RollingLoglikelihoodRequest)]
+        return list(adapter.loglikelihood_rolling(rolling, progress))
+    return list(adapter.generate([r for r in chunk if isinstance(r, GenerationRequest)], progress))
+
+
+def serve_requests(
+    adapter: ModelAdapter,
+    requests: Sequence[Request],
+    cache: RequestCache | None,
+    *,
+    show_progress: bool = True,
+    stats: RequestStats | None = None,
+) -> dict[str, Result]:
+    """Results for every distinct request, keyed by request_key; from the cache where possible."""
+    stats = stats if stats is not None else RequestStats()
+    unique: dict[str, Request] = {}
+    for request in requests:
+        unique.setdefault(request_key(request), request)
+    stats.total += len(requests)
+    stats.unique += len(unique)
+    keys = list(unique)
+    results: dict[str, Result] = {}
+    fingerprint = adapter.fingerprint
+    if cache is not None and keys:
+        for key, cached in zip(keys, cache.lookup(fingerprint, [unique[k] for k in keys]), strict=True):
+            if cached is not None:
+                results[key] = cached
+    stats.cached += len(results)
+    missing = [unique[key] for key in keys if key not in results]
+    stats.model_requests += len(missing)
+    if not missing:
+        return results
+    started = time.perf_counter()
+    bar = tqdm(total=len(missing), desc="requests", unit="req", disable=not show_progress, file=sys.stderr)
+    tokens = [0]
+
+    def progress(done: int, token_count: int) -> None:
+        tokens[0] += token_count
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix_str(f"{tokens[0] / elapsed:,.0f} tok/s", refresh=False)
+        bar.update(done)
+
+    try:
+        kinds: list[RequestKind] = ["loglikelihood", "loglikelihood_rolling", "generate_until"]
+        for kind in kinds:
+            of_kind = sorted((r for r in missing if r.kind == kind), key=_length_key)
+            stats.by_kind[kind] = stats.by_kind.get(kind, 0) + len(of_kind)
+            for chunk in _chunks(of_kind, CHUNK_REQUESTS):
+                chunk_results = _call_adapter(adapter, kind, chunk, progress)
+                if cache is not None:
+                    cache.store(fingerprint, chunk, chunk_results)
+                for request, result in zip(chunk, chunk_results, strict=True):
+                    results[request_key(request)] = result
+    finally:
+        bar.close()
+    stats.tokens += tokens[0]
+    stats.seconds += time.perf_counter() - started
+    return results
+
+
+def statistics_for(task: Task, outcomes: Sequence[SampleOutcome]) -> dict[str, np.ndarray]:
+    return {
+        metric.name: np.array([metric.sample_statistics(o) for o in outcomes], dtype=np.float64).reshape(
+            len(outcomes), len(metric.statistic_names)
+        )
+        for metric in task.metrics
+    }
+
+
+def evaluate_tasks(
+    adapter: ModelAdapter,
+    tasks: Sequence[Task],
+    *,
+    limit: int | None = None,
+    cache: RequestCache | None = None,
+    bootstrap_resamples: int = 1000,
+    seed: int = 0,
+    show_progress: bool = True,
+    stats: RequestStats | None = None,
+    on_instances_built: Callable[[Task, list[TaskInstance]], None] | None = None,
+) -> list[TaskEvaluation]:
+    built: list[tuple[Task, list[TaskInstance]]] = []
+    for task in tasks:
+        task.metrics  # noqa: B018 - resolve metric names before any model call, so typos fail fast
+        instances = task.build_instances(limit)
+        if on_instances_built is not None:
+            on_instances_built(task, instances)
+        built.append((task, instances))
+    all_requests = [request for _, instances in built for inst in instances for request in inst.requests]
+    results = serve_requests(adapter, all_requests, cache, show_progress=show_progress, stats=stats)
+    evaluations = []
+    for task, instances in built:
+        outcomes = tuple(
+            task.outcome(inst, [results[request_key(r)] for r in inst.requests]) for inst in instances
+        )
+        statistics = statistics_for(task, outcomes)
+        scores = tuple(
+            score(metric, statistics[metric.name], bootstrap_resamples=bootstrap_resamples, seed=seed)
+            for metric in task.metrics
+        )
+        evaluations.append(TaskEvaluation(task, tuple(instances), outcomes, statistics, scores))
+    return evaluations
