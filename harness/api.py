@@ -79,10 +79,14 @@ def _resolve_model(
         return load_adapter(model, model_args)
     if tokenizer is not None:
         batch_size = int(model_args.get("batch_size", 8))
-        return wrap_model(model, tokenizer, name=str(model_args.get("name", "in-memory")), batch_size=batch_size)
+        return wrap_model(
+            model, tokenizer, name=str(model_args.get("name", "in-memory")), batch_size=batch_size
+        )
     if isinstance(model, ModelAdapter):
         return model
-    raise HarnessError("model must be an ADAPTER:TARGET string, a model adapter, or a model with its tokenizer")
+    raise HarnessError(
+        "model must be an ADAPTER:TARGET string, a model adapter, or a model with its tokenizer"
+    )
 
 
 def _sample_records(run_id: str, evaluation: TaskEvaluation) -> list[SampleRecord]:

@@ -116,11 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="evaluate a model on tasks and store the run")
-    run.add_argument("--model", default=None, help="ADAPTER:TARGET, e.g. hf:./checkpoint-1000 (default: SmolLM2)")
+    run.add_argument(
+        "--model", default=None, help="ADAPTER:TARGET, e.g. hf:./checkpoint-1000 (default: SmolLM2)"
+    )
     run.add_argument("--model-args", nargs="+", default=[], metavar="KEY=VALUE")
     run.add_argument("--tasks", default=None, help="names or YAML files, comma separated")
     run.add_argument("--include-path", action="append", default=[], help="folder of task YAML files")
-    run.add_argument("--store", default=None, help="results store folder (default $HARNESS_STORE or ./harness_store)")
+    run.add_argument(
+        "--store", default=None, help="results store folder (default $HARNESS_STORE or ./harness_store)"
+    )
     run.add_argument("--experiment", default=None)
     run.add_argument("--step", type=int, default=None)
     run.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents per task")

@@ -27,7 +27,7 @@ from harness.requests import (
     RollingLoglikelihoodRequest,
     request_key,
 )
-from metrics import Score, SampleOutcome, score
+from metrics import SampleOutcome, Score, score
 from tasks.task import Task, TaskInstance
 
 # Results are written to the cache after every chunk of this many requests (rounded to whole contexts).
@@ -87,9 +87,13 @@ def _chunks(requests: Sequence[Request], size: int) -> list[list[Request]]:
     return chunks
 
 
-def _call_adapter(adapter: ModelAdapter, kind: RequestKind, chunk: list[Request], progress: Any) -> list[Result]:
+def _call_adapter(
+    adapter: ModelAdapter, kind: RequestKind, chunk: list[Request], progress: Any
+) -> list[Result]:
     if kind == "loglikelihood":
-        return list(adapter.loglikelihood([r for r in chunk if isinstance(r, LoglikelihoodRequest)], progress))
+        return list(
+            adapter.loglikelihood([r for r in chunk if isinstance(r, LoglikelihoodRequest)], progress)
+        )
     if kind == "loglikelihood_rolling":
         rolling = [r for r in chunk if isinstance(r, RollingLoglikelihoodRequest)]
         return list(adapter.loglikelihood_rolling(rolling, progress))

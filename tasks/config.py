@@ -118,7 +118,9 @@ def _resolve_data_file(name: str, source: Path | None) -> Path:
     return path.resolve()
 
 
-def _data_files(raw: Mapping[str, Any], dataset_path: str, source: Path | None) -> dict[str, tuple[Path, ...]]:
+def _data_files(
+    raw: Mapping[str, Any], dataset_path: str, source: Path | None
+) -> dict[str, tuple[Path, ...]]:
     kwargs = raw.get("dataset_kwargs") or {}
     if not isinstance(kwargs, Mapping):
         raise HarnessError(f"{_where(source)}dataset_kwargs must be a mapping")

@@ -40,10 +40,7 @@ def _read_json(path: Path) -> list[Document]:
 
 def _read_table(path: Path) -> list[Document]:
     try:
-        if path.suffix == ".csv":
-            frame = pd.read_csv(path, keep_default_na=False)
-        else:
-            frame = pd.read_parquet(path)
+        frame = pd.read_csv(path, keep_default_na=False) if path.suffix == ".csv" else pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise HarnessError(f"{path}: cannot read data file: {str(error).splitlines()[0]}") from None
     records: list[Document] = []

@@ -1,4 +1,4 @@
-"""Finding tasks: registered names (built-ins, Python registrations, entry points), YAML paths, include paths."""
+"""Finding tasks: registered names (built-ins, Python code, entry points), YAML paths, include paths."""
 
 from __future__ import annotations
 

@@ -74,8 +74,7 @@ class Task:
             metric = get_metric(spec.name, **dict(spec.settings))
             if self.output_type not in metric.output_types:
                 raise HarnessError(
-                    f"metric '{spec.name}' does not fit task '{self.name}' "
-                    f"(output_type {self.output_type})"
+                    f"metric '{spec.name}' does not fit task '{self.name}' (output_type {self.output_type})"
                 )
             chosen.append(metric)
         return tuple(chosen)
@@ -156,7 +155,9 @@ class Task:
         group = None
         if config.group_field is not None:
             if config.group_field not in doc:
-                raise HarnessError(f"task '{self.name}': document {doc_id} has no field '{config.group_field}'")
+                raise HarnessError(
+                    f"task '{self.name}': document {doc_id} has no field '{config.group_field}'"
+                )
             group = str(doc[config.group_field])
         if config.output_type == "multiple_choice":
             choices = self._choices(doc)
@@ -167,7 +168,9 @@ class Task:
             return TaskInstance(doc_id, context, choices[gold], requests, tuple(choices), gold, group=group)
         if config.output_type == "loglikelihood":
             target = str(self._target(doc))
-            return TaskInstance(doc_id, context, target, (LoglikelihoodRequest(context, target),), group=group)
+            return TaskInstance(
+                doc_id, context, target, (LoglikelihoodRequest(context, target),), group=group
+            )
         if config.output_type == "loglikelihood_rolling":
             target = str(self._target(doc))
             return TaskInstance(doc_id, "", target, (RollingLoglikelihoodRequest(target),), group=group)

@@ -59,9 +59,7 @@ def doc_to_target(template: Any, doc: Mapping[str, Any], has_choices: bool) -> A
     if isinstance(template, int | list):
         return template
     if not isinstance(template, str):
-        raise HarnessError(
-            f"doc_to_target must be a field name or a template, not {type(template).__name__}"
-        )
+        raise HarnessError(f"doc_to_target must be a field name or a template, not {type(template).__name__}")
     if template in doc:
         return doc[template]
     text = render(template, doc)

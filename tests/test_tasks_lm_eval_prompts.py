@@ -122,7 +122,11 @@ CASES: dict[str, dict[str, Any]] = {
         "doc_to_target": "label",
         "generation_kwargs": {"until": ["\n", "."], "max_gen_toks": 7, "do_sample": False},
     },
-    "rolling": {"output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{q}} {{label}}"},
+    "rolling": {
+        "output_type": "loglikelihood_rolling",
+        "doc_to_text": "",
+        "doc_to_target": "{{q}} {{label}}",
+    },
 }
 
 
@@ -141,7 +145,9 @@ def test_same_requests_as_lm_eval(tmp_path: Path, case: str, data_format: str) -
         builder = "json"
     else:
         pd.DataFrame(rows).drop(columns=["choices"]).to_csv(tmp_path / "test.csv", index=False)
-        pd.DataFrame(list(reversed(rows))).drop(columns=["choices"]).to_csv(tmp_path / "train.csv", index=False)
+        pd.DataFrame(list(reversed(rows))).drop(columns=["choices"]).to_csv(
+            tmp_path / "train.csv", index=False
+        )
         builder = "csv"
     config = {
         "task": f"parity_{case}_{data_format}",
@@ -164,7 +170,9 @@ def test_same_requests_as_lm_eval(tmp_path: Path, case: str, data_format: str) -
     assert ours == theirs
 
 
-@pytest.mark.parametrize("name", ["harness_reading_mc", "harness_tone", "harness_facts_qa", "harness_prose_ppl"])
+@pytest.mark.parametrize(
+    "name", ["harness_reading_mc", "harness_tone", "harness_facts_qa", "harness_prose_ppl"]
+)
 def test_builtin_suite_requests_match_lm_eval(tmp_path: Path, name: str) -> None:
     copy = lm_eval_copy(BUILTIN_DIR / f"{name}.yaml", tmp_path)
     ours = _harness_requests(copy, limit=12)

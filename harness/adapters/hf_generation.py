@@ -24,9 +24,13 @@ class StopOnSequences(StoppingCriteria):
         self.prompt_width = prompt_width
         self.done = torch.zeros(rows, dtype=torch.bool)
         # Decoding only a tail keeps the check cheap; a stop sequence spans at most a few tokens.
-        self.tail = max((len(tokenizer.encode(stop, add_special_tokens=False)) for stop in self.stops), default=1) + 2
+        self.tail = (
+            max((len(tokenizer.encode(stop, add_special_tokens=False)) for stop in self.stops), default=1) + 2
+        )
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
         generated = input_ids[:, self.prompt_width :]
         tails = self.tokenizer.batch_decode(generated[:, -self.tail :])
         for row, text in enumerate(tails):
@@ -85,9 +89,7 @@ def generate_batched(
             input_ids=input_ids,
             attention_mask=attention_mask,
             max_length=width + first.max_tokens,
-            stopping_criteria=StoppingCriteriaList(
-                [StopOnSequences(tokenizer, stops, width, len(batch))]
-            ),
+            stopping_criteria=StoppingCriteriaList([StopOnSequences(tokenizer, stops, width, len(batch))]),
             pad_token_id=tokenizer.pad_token_id,
             use_cache=True,
             **sampling,

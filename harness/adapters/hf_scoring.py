@@ -190,9 +190,7 @@ def score_shared_contexts(
                 greedy[i] = torch.cat([greedy[i], rest_greedy[offset : offset + count]])
                 offset += count
         for (g, _), row_values, row_greedy in zip(rows, values, greedy, strict=True):
-            results[batch_indices[g]].append(
-                TokenScore(float(row_values.sum()), bool(row_greedy.all()))
-            )
+            results[batch_indices[g]].append(TokenScore(float(row_values.sum()), bool(row_greedy.all())))
         if progress is not None:
             tokens = sum(len(g.context) + sum(len(c) for c in g.continuations) for g in batch)
             progress(sum(len(g.continuations) for g in batch), tokens)

@@ -69,7 +69,9 @@ class MockAdapter:
         results = []
         for request in requests:
             tokens = _words(request.text)
-            results.append(RollingLoglikelihoodResult(-tokens * (2.0 + _unit(self.seed, request.text)), tokens))
+            results.append(
+                RollingLoglikelihoodResult(-tokens * (2.0 + _unit(self.seed, request.text)), tokens)
+            )
         self._served(len(requests), progress)
         return results
 
