@@ -10,6 +10,9 @@ behaviours leak into its scores, so we reproduce them rather than "fix" them:
 
 With several references lm-eval repeats the prediction once per reference and scores 1 when any
 of them matches (ConfigurableTask.process_results, `multiple_target`).
+
+One deliberate difference: lm-eval with `regexes_to_ignore: []` and no other option compares
+Python lists, so several references must ALL match; we treat an empty list like no list (any).
 """
 
 from __future__ import annotations

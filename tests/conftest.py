@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny random model built once per session, isolated caches and the default model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# Lets a plain `pytest` in a checkout import the packages without installing them first.
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(_REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(_REPO_ROOT))
+
+from harness.default_model import CACHE_ENV_VAR, default_model_dir, harness_cache_dir  # noqa: E402
+from harness.tiny_model import build_tiny_model  # noqa: E402
+
+# Read once at start-up, before any test points HARNESS_CACHE_DIR at a temporary directory, so that
+# the default model always lands in the cache that outlives the test run.
+_PERSISTENT_CACHE_DIR = harness_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Llama model with a 128-token context; treat it as read-only."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def harness_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty harness cache for this test only."""
+    cache = tmp_path / "harness-cache"
+    cache.mkdir()
+    monkeypatch.setenv(CACHE_ENV_VAR, str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def default_model_path() -> Path:
+    """The real default model, converted at most once per machine (about a minute the first time)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV_VAR, str(_PERSISTENT_CACHE_DIR))
+        return default_model_dir()
