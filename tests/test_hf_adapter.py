@@ -131,7 +131,7 @@ def test_evaluate_accepts_an_in_memory_model(tiny_model_dir: Path, tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("target", "message"),
-    [("/does/not/exist", "does not exist"), (__file__, "not a .gguf")],
+    [("/does/not/exist", "does not exist"), (__file__, r"not a \.gguf")],
 )
 def test_bad_model_paths(target: str, message: str) -> None:
     with pytest.raises(HarnessError, match=message):
@@ -139,5 +139,5 @@ def test_bad_model_paths(target: str, message: str) -> None:
 
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError, match="no config.json"):
+    with pytest.raises(HarnessError, match=r"no config\.json"):
         load_adapter(f"hf:{tmp_path}", {})
