@@ -9,6 +9,7 @@ load is a plain `from_pretrained(directory)` that takes well under a second.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import fcntl
@@ -207,15 +208,18 @@ def _run_relaying_output(command: list[str]) -> tuple[int, str]:
         # pip's progress bar only animates on a terminal; tell it the pipe leads to one.
         env.setdefault("TTY_COMPATIBLE", "1")
         env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
-    tail = b""
+    # Incremental, because a read can end in the middle of a multi-byte character.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    tail = ""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as process:
         assert process.stdout is not None
         while chunk := os.read(process.stdout.fileno(), 65536):
-            sys.stderr.write(chunk.decode("utf-8", errors="replace"))
+            text = decoder.decode(chunk)
+            sys.stderr.write(text)
             sys.stderr.flush()
-            tail = (tail + chunk)[-16384:]
+            tail = (tail + text)[-16384:]
         returncode = process.wait()
-    return returncode, tail.decode("utf-8", errors="replace")
+    return returncode, tail + decoder.decode(b"", final=True)
 
 
 def _isatty(stream: IO[str]) -> bool:

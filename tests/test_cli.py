@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,22 +97,21 @@ def _model_requests(stderr: str) -> int:
     return int(found[0])
 
 
-def _scores_by_key(rows: list[dict[str, object]]) -> dict[tuple[str, str], dict[str, object]]:
+def _scores_by_key(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
     return {(str(row["task"]), str(row["metric"])): row for row in rows}
 
 
 def _assert_same_scores(
-    left: list[dict[str, object]], right: list[dict[str, object]], *, tolerance: float = 1e-9
+    left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]], *, tolerance: float = 1e-9
 ) -> None:
     left_by_key, right_by_key = _scores_by_key(left), _scores_by_key(right)
     assert left_by_key.keys() == right_by_key.keys()
     for key, row in left_by_key.items():
         other = right_by_key[key]
-        assert int(str(row["n"])) == int(str(other["n"])), key
+        assert int(row["n"]) == int(other["n"]), key
         for column in ("value", "stderr", "ci_low", "ci_high"):
-            assert float(str(row[column])) == pytest.approx(
-                float(str(other[column])), rel=tolerance, abs=tolerance
-            ), (key, column)
+            expected = pytest.approx(float(other[column]), rel=tolerance, abs=tolerance)
+            assert float(row[column]) == expected, (key, column)
 
 
 # -- bad input -----------------------------------------------------------------------------------------
@@ -354,19 +354,14 @@ def test_tasks_with_a_missing_include_path_is_one_line(tmp_path: Path) -> None:
     _assert_rejected(result, ["no_folder"])
 
 
-@pytest.mark.parametrize(
-    ("model_arg", "fragment"), [("batch_size=many", "batch"), ("max_length=long", "max_length")]
-)
-def test_unreadable_model_args_for_a_real_model_are_one_line(
-    tmp_path: Path, tiny_model_dir: Path, model_arg: str, fragment: str
-) -> None:
+def test_unreadable_model_args_for_a_real_model_are_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
     before = _snapshot(tmp_path)
     result = harness_cli(
         "run",
         "--model",
         f"hf:{tiny_model_dir}",
         "--model-args",
-        model_arg,
+        "max_length=long",
         "--tasks",
         "harness_tone",
         "--limit",
@@ -375,7 +370,7 @@ def test_unreadable_model_args_for_a_real_model_are_one_line(
         "store",
         cwd=tmp_path,
     )
-    _assert_rejected(result, [fragment, model_arg.partition("=")[2]])
+    _assert_rejected(result, ["max_length", "long"])
     assert _snapshot(tmp_path) == before
 
 
@@ -442,7 +437,7 @@ def test_scores_shows_what_run_printed(
         assert list(rows[0]) == SCORE_KEYS
         assert {row["run_id"] for row in rows} == {printed[0]["run_id"]}
         # CSV keeps full precision; the JSON output has 10 decimals.
-        _assert_same_scores(rows, printed)  # type: ignore[arg-type]
+        _assert_same_scores(rows, printed)
         return
     lines = [line.split() for line in result.stdout.splitlines() if line.strip()]
     header, body = lines[0], lines[1:]
@@ -450,7 +445,7 @@ def test_scores_shows_what_run_printed(
     assert header == [key for key in SCORE_KEYS if key != "run_id"]
     table_rows = [dict(zip(header, values, strict=True)) for values in body]
     assert len(table_rows) == len(printed)
-    _assert_same_scores(table_rows, printed, tolerance=5e-5)  # type: ignore[arg-type]
+    _assert_same_scores(table_rows, printed, tolerance=5e-5)
 
 
 def test_second_identical_run_is_served_from_the_cache(
@@ -570,4 +565,4 @@ def test_python_api_matches_stored_scores(tmp_path: Path) -> None:
         }
         for s in report.scores
     ]
-    _assert_same_scores(api_rows, rows)  # type: ignore[arg-type]
+    _assert_same_scores(api_rows, rows)
