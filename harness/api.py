@@ -144,6 +144,8 @@ def evaluate(
     resolved_tasks = resolve_tasks(task_specs, [Path(p) for p in include_paths])
     if limit is not None and limit <= 0:
         raise HarnessError("--limit must be a positive number of documents")
+    if bootstrap_resamples < 0:
+        raise HarnessError("--bootstrap-resamples must be 0 or more")
     store_root = Path(store) if store is not None else default_store_path()
     result_store = ResultStore(store_root)
     if write:

@@ -41,7 +41,7 @@ def _format_scores(frame: pd.DataFrame, output_format: str) -> str:
     columns = [c for c in SCORE_COLUMNS if c in frame.columns]
     frame = frame[columns]
     if output_format == "json":
-        return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
+        return json.dumps(json.loads(frame.to_json(orient="records", double_precision=15)), indent=2)
     if output_format == "csv":
         return str(frame.to_csv(index=False)).rstrip("\n")
     if frame.empty:
@@ -98,6 +98,9 @@ def _command_tasks(args: argparse.Namespace) -> int:
     from tasks import resolve_tasks, task_names
 
     include = [Path(p) for p in args.include_path]
+    for folder in include:
+        if not folder.is_dir():
+            raise HarnessError(f"--include-path {folder} is not a folder")
     rows = []
     for name in task_names(include):
         try:
@@ -156,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as error:
         if args.debug:
             traceback.print_exc()
-        sys.stderr.write(f"harness: error: {str(error).splitlines()[0] if str(error) else error!r}\n")
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        sys.stderr.write(f"harness: error: {message}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("harness: interrupted\n")

@@ -28,6 +28,7 @@ from harness.requests import (
 
 DEFAULT_MAX_LENGTH = 2048
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+MODEL_ARGS = frozenset({"dtype", "device", "batch_size", "max_length", "tokenizer", "name"})
 
 
 def _resolve_max_length(model: Any, tokenizer: Any) -> int:
@@ -264,17 +265,21 @@ def _parse_dtype(dtype: str) -> Any:
     return "auto" if dtype == "auto" else getattr(torch, dtype)
 
 
+def _positive_int(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise HarnessError(f"{name} must be a positive whole number, not '{value}'")
+    return number
+
+
 def _batch_size(value: str, device: Any) -> int:
     """`auto`: on CPU, 16 keeps matrix products efficient without padding waste; on GPUs, larger."""
     if value == "auto":
         return 16 if device.type == "cpu" else 64
-    try:
-        size = int(value)
-    except ValueError:
-        raise HarnessError(f"batch size must be a positive number or 'auto', not '{value}'") from None
-    if size <= 0:
-        raise HarnessError(f"batch size must be a positive number or 'auto', not '{value}'")
-    return size
+    return _positive_int("batch size", value)
 
 
 def _file_fingerprint(folder: Path, gguf_file: str | None) -> str:
@@ -297,9 +302,11 @@ def _file_fingerprint(folder: Path, gguf_file: str | None) -> str:
 
 def load_hf_adapter(target: str, model_args: Mapping[str, str]) -> HFAdapter:
     """Load a local model folder, training checkpoint folder or GGUF file."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    unknown = set(model_args) - MODEL_ARGS
+    if unknown:
+        raise HarnessError(
+            f"unknown --model-args key '{sorted(unknown)[0]}' (known: {', '.join(sorted(MODEL_ARGS))})"
+        )
     path = Path(target).expanduser()
     if not path.exists():
         raise HarnessError(f"model path does not exist: {target}")
@@ -313,18 +320,30 @@ def load_hf_adapter(target: str, model_args: Mapping[str, str]) -> HFAdapter:
         gguf_file, folder = path.name, path.parent
     elif not (path / "config.json").exists():
         raise HarnessError(f"{target} is not a transformers model folder (no config.json)")
+    # Every argument is checked before the (slow) model load, so a typo fails at once.
+    import torch
+
     dtype = _parse_dtype(model_args.get("dtype", "float32"))
-    device = model_args.get("device", "cuda" if torch.cuda.is_available() else "cpu")
+    device_name = model_args.get("device", "cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device_name)
+    except RuntimeError:
+        raise HarnessError(f"unknown device '{device_name}' (for example cpu, cuda, cuda:1, mps)") from None
+    batch_size = _batch_size(model_args.get("batch_size", "auto"), device)
+    max_length = _positive_int("max_length", model_args["max_length"]) if "max_length" in model_args else None
     tokenizer_path = model_args.get("tokenizer", str(folder))
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, gguf_file=gguf_file)
         model: Any = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=dtype)
-    except (OSError, ValueError, KeyError) as error:
+        model.to(device)
+    except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise HarnessError(f"cannot load model from {target}: {first_line}") from None
-    model.to(torch.device(device))
-    batch_size = _batch_size(model_args.get("batch_size", "auto"), torch.device(device))
-    max_length = int(model_args["max_length"]) if "max_length" in model_args else None
     return HFAdapter(
         model,
         tokenizer,
