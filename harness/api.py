@@ -200,7 +200,8 @@ def evaluate(
             "host": platform.node(),
             "argv": sys.argv if os.environ.get("HARNESS_RECORD_ARGV", "1") == "1" else None,
             "task_versions": {e.task.name: e.task.version for e in evaluations},
-            "requests": stats.__dict__,
+            "cost": {e.task.name: e.request_stats.cost(e.wall_seconds) for e in evaluations},
+            "requests": {k: v for k, v in stats.__dict__.items() if k != "latencies"},
             "wall_seconds": wall_seconds,
         }
         run = RunRecord(

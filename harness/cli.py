@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import traceback
@@ -113,6 +114,10 @@ def _command_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# Further commands live in their own modules, each with `add_parser(commands)`; one line here per module.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Evaluate language models; keep every result.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -149,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--include-path", action="append", default=[])
     tasks.add_argument("--format", choices=["table", "json"], default="table")
     tasks.set_defaults(handler=_command_tasks)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_parser(commands)
     return parser
 
 

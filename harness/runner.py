@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,17 +34,6 @@ from tasks.task import Task, TaskInstance
 CHUNK_REQUESTS = 64
 
 
-@dataclass(frozen=True)
-class TaskEvaluation:
-    """Everything one task produced in one run."""
-
-    task: Task
-    instances: tuple[TaskInstance, ...]
-    outcomes: tuple[SampleOutcome, ...]
-    statistics: dict[str, np.ndarray]
-    scores: tuple[Score, ...]
-
-
 @dataclass
 class RequestStats:
     """How the run's requests were served: a re-run of an unchanged model shows model_requests == 0."""
@@ -56,6 +45,48 @@ class RequestStats:
     tokens: int = 0
     seconds: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
+    # Seconds each model-served request waited for its batch (all requests of a batch finish together).
+    latencies: list[float] = field(default_factory=list)
+
+    def merge(self, other: RequestStats) -> None:
+        self.total += other.total
+        self.unique += other.unique
+        self.cached += other.cached
+        self.model_requests += other.model_requests
+        self.tokens += other.tokens
+        self.seconds += other.seconds
+        for kind, count in other.by_kind.items():
+            self.by_kind[kind] = self.by_kind.get(kind, 0) + count
+        self.latencies.extend(other.latencies)
+
+    def cost(self, wall_seconds: float) -> dict[str, float | int | None]:
+        """What serving these requests cost: recorded with the run, beside the scores."""
+        latencies = np.array(self.latencies) if self.latencies else None
+        return {
+            "wall_seconds": wall_seconds,
+            "model_seconds": self.seconds,
+            "tokens": self.tokens,
+            "tokens_per_second": self.tokens / self.seconds if self.seconds > 0 else None,
+            "requests": self.unique,
+            "cached_requests": self.cached,
+            "model_requests": self.model_requests,
+            "latency_p50": float(np.percentile(latencies, 50)) if latencies is not None else None,
+            "latency_p90": float(np.percentile(latencies, 90)) if latencies is not None else None,
+            "latency_p99": float(np.percentile(latencies, 99)) if latencies is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class TaskEvaluation:
+    """Everything one task produced in one run."""
+
+    task: Task
+    instances: tuple[TaskInstance, ...]
+    outcomes: tuple[SampleOutcome, ...]
+    statistics: dict[str, np.ndarray]
+    scores: tuple[Score, ...]
+    request_stats: RequestStats
+    wall_seconds: float
 
 
 def _length_key(request: Request) -> tuple[int, str]:
@@ -107,6 +138,7 @@ def serve_requests(
     *,
     show_progress: bool = True,
     stats: RequestStats | None = None,
+    description: str = "requests",
 ) -> dict[str, Result]:
     """Results for every distinct request, keyed by request_key; from the cache where possible."""
     stats = stats if stats is not None else RequestStats()
@@ -128,13 +160,16 @@ def serve_requests(
     if not missing:
         return results
     started = time.perf_counter()
-    bar = tqdm(total=len(missing), desc="requests", unit="req", disable=not show_progress, file=sys.stderr)
+    bar = tqdm(total=len(missing), desc=description, unit="req", disable=not show_progress, file=sys.stderr)
     tokens = [0]
+    last_report = [started]
 
     def progress(done: int, token_count: int) -> None:
+        now = time.perf_counter()
+        stats.latencies.extend([now - last_report[0]] * done)
+        last_report[0] = now
         tokens[0] += token_count
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix_str(f"{tokens[0] / elapsed:,.0f} tok/s", refresh=False)
+        bar.set_postfix_str(f"{tokens[0] / max(now - started, 1e-9):,.0f} tok/s", refresh=False)
         bar.update(done)
 
     try:
@@ -174,19 +209,20 @@ def evaluate_tasks(
     seed: int = 0,
     show_progress: bool = True,
     stats: RequestStats | None = None,
-    on_instances_built: Callable[[Task, list[TaskInstance]], None] | None = None,
 ) -> list[TaskEvaluation]:
+    """Evaluate tasks one after another, so each task's cost (time, tokens, latency) is its own."""
     built: list[tuple[Task, list[TaskInstance]]] = []
     for task in tasks:
         task.metrics  # noqa: B018 - resolve metric names before any model call, so typos fail fast
-        instances = task.build_instances(limit)
-        if on_instances_built is not None:
-            on_instances_built(task, instances)
-        built.append((task, instances))
-    all_requests = [request for _, instances in built for inst in instances for request in inst.requests]
-    results = serve_requests(adapter, all_requests, cache, show_progress=show_progress, stats=stats)
+        built.append((task, task.build_instances(limit)))
     evaluations = []
     for task, instances in built:
+        started = time.perf_counter()
+        task_stats = RequestStats()
+        requests = [request for instance in instances for request in instance.requests]
+        results = serve_requests(
+            adapter, requests, cache, show_progress=show_progress, stats=task_stats, description=task.name
+        )
         outcomes = tuple(
             task.outcome(inst, [results[request_key(r)] for r in inst.requests]) for inst in instances
         )
@@ -195,5 +231,10 @@ def evaluate_tasks(
             score(metric, statistics[metric.name], bootstrap_resamples=bootstrap_resamples, seed=seed)
             for metric in task.metrics
         )
-        evaluations.append(TaskEvaluation(task, tuple(instances), outcomes, statistics, scores))
+        wall = time.perf_counter() - started
+        evaluations.append(
+            TaskEvaluation(task, tuple(instances), outcomes, statistics, scores, task_stats, wall)
+        )
+        if stats is not None:
+            stats.merge(task_stats)
     return evaluations
