@@ -115,7 +115,7 @@ def _command_tasks(args: argparse.Namespace) -> int:
 
 
 # Further commands live in their own modules, each with `add_parser(commands)`; one line here per module.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("harness.gate_command",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,11 @@ prefix of an empty context and of the first perplexity window, and the same roll
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import platform
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from harness.requests import (
 
 DEFAULT_MAX_LENGTH = 2048
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+_DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?")
 MODEL_ARGS = frozenset({"dtype", "device", "batch_size", "max_length", "tokenizer", "name"})
 
 
@@ -66,33 +70,69 @@ def _rolling_windows(
     return windows
 
 
+ModelLoader = Callable[[], tuple[Any, Any]]
+
+
 class HFAdapter:
-    """A transformers causal LM already in memory (the constructors below load one)."""
+    """A transformers causal LM: given in memory, or loaded from disk on first use.
+
+    A model from disk is identified by a hash of its files, so a re-run whose answers are all in the
+    request cache never imports torch or loads the weights.
+    """
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: Any = None,
+        tokenizer: Any = None,
         *,
         name: str,
         batch_size: int = 8,
-        weights_fingerprint: str | None = None,
+        loader: ModelLoader | None = None,
+        files_fingerprint: str | None = None,
         max_length: int | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
-        import torch
-
-        self.model = model.eval()
-        self.tokenizer = tokenizer
+        if (model is None or tokenizer is None) and loader is None:
+            raise HarnessError("the hf adapter needs a model and a tokenizer, or a way to load them")
+        self._model = model
+        self._tokenizer = tokenizer
+        self._loader = loader
         self._name = name
-        self.batch_size = max(1, int(batch_size))
-        self.device = next(model.parameters()).device
-        self.max_length = int(max_length or _resolve_max_length(model, tokenizer))
-        self._weights_fingerprint = weights_fingerprint
+        self.batch_size = int(batch_size)
+        self._max_length_override = max_length
+        self._files_fingerprint = files_fingerprint
+        self._settings = dict(settings or {})
         self._fingerprint: str | None = None
-        self._torch = torch
+        if model is not None:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        self._model.eval()
+        tokenizer = self._tokenizer
+        self.device = next(self._model.parameters()).device
+        if self.batch_size <= 0:
+            # `auto`: on CPU, 8-16 rows keep matrix products efficient; accelerators want more.
+            self.batch_size = 16 if self.device.type == "cpu" else 64
+        self.max_length = int(self._max_length_override or _resolve_max_length(self._model, tokenizer))
         bos = tokenizer.bos_token_id
         self.prefix_token_id: int = bos if bos is not None else tokenizer.eos_token_id
         self._prefix_text = tokenizer.decode([self.prefix_token_id])
+
+    def _ensure_loaded(self) -> None:
+        if self._model is None:
+            assert self._loader is not None
+            self._model, self._tokenizer = self._loader()
+            self._prepare()
+
+    @property
+    def model(self) -> Any:
+        self._ensure_loaded()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        self._ensure_loaded()
+        return self._tokenizer
 
     # -- identity ---------------------------------------------------------------------------------------
 
@@ -104,17 +144,23 @@ class HFAdapter:
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            digest.update((self._weights_fingerprint or self._hash_weights()).encode())
-            digest.update(self._hash_tokenizer().encode())
-            digest.update(f"max_length={self.max_length};dtype={self.model.dtype}".encode())
+            if self._files_fingerprint is not None:
+                digest.update(self._files_fingerprint.encode())
+                digest.update(repr(sorted(self._settings.items())).encode())
+            else:
+                digest.update(self._hash_weights().encode())
+                digest.update(self._hash_tokenizer().encode())
+                digest.update(f"max_length={self.max_length};dtype={self.model.dtype}".encode())
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
     def _hash_weights(self) -> str:
+        import torch
+
         digest = hashlib.sha256()
         for key, tensor in sorted(self.model.state_dict().items()):
             digest.update(key.encode())
-            digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(self._torch.uint8).numpy())
+            digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy())
         return digest.hexdigest()
 
     def _hash_tokenizer(self) -> str:
@@ -123,28 +169,35 @@ class HFAdapter:
         return hashlib.sha256(repr((vocabulary, template, self.prefix_token_id)).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"adapter": "hf", "batch_size": self.batch_size, **self._settings}
+        if self._model is None:
+            # Every answer came from the cache: the weights were never loaded.
+            record["model_loaded"] = False
+            return record
+        import torch
         import transformers
 
-        return {
-            "adapter": "hf",
-            "dtype": str(self.model.dtype).removeprefix("torch."),
-            "device": str(self.device),
-            "batch_size": self.batch_size,
-            "max_length": self.max_length,
-            "torch": self._torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": self._torch.get_num_threads(),
-            "machine": platform.machine(),
-        }
+        record.update(
+            dtype=str(self._model.dtype).removeprefix("torch."),
+            device=str(self.device),
+            max_length=self.max_length,
+            torch=torch.__version__,
+            transformers=transformers.__version__,
+            threads=torch.get_num_threads(),
+            machine=platform.machine(),
+        )
+        return record
 
     # -- tokenisation (lm-eval compatible) ---------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
+        self._ensure_loaded()
         if self._prefix_text and text.startswith(self._prefix_text):
             return list(self.tokenizer.encode(text, add_special_tokens=False))
         return list(self.tokenizer.encode(text))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        self._ensure_loaded()
         if context == "":
             continuation_ids = list(self.tokenizer.encode(continuation, add_special_tokens=False))
             if continuation_ids and continuation_ids[0] == self.prefix_token_id:
@@ -275,11 +328,9 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
-def _batch_size(value: str, device: Any) -> int:
-    """`auto`: on CPU, 16 keeps matrix products efficient without padding waste; on GPUs, larger."""
-    if value == "auto":
-        return 16 if device.type == "cpu" else 64
-    return _positive_int("batch size", value)
+def _batch_size(value: str) -> int:
+    """0 stands for `auto`, settled once the model's device is known."""
+    return 0 if value == "auto" else _positive_int("batch size", value)
 
 
 def _file_fingerprint(folder: Path, gguf_file: str | None) -> str:
@@ -292,12 +343,50 @@ def _file_fingerprint(folder: Path, gguf_file: str | None) -> str:
             for path in folder.iterdir()
             if path.suffix in {".safetensors", ".bin", ".json", ".model", ".txt"} and path.is_file()
         )
+    known = _load_hash_cache()
+    changed = False
     for name in names:
+        path = (folder / name).resolve()
+        status = path.stat()
+        key = f"{path}|{status.st_size}|{status.st_mtime_ns}|{status.st_ino}"
+        if key not in known:
+            file_digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    file_digest.update(chunk)
+            known[key] = file_digest.hexdigest()
+            changed = True
         digest.update(name.encode())
-        with open(folder / name, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
+        digest.update(known[key].encode())
+    if changed:
+        _save_hash_cache(known)
     return digest.hexdigest()
+
+
+def _hash_cache_path() -> Path:
+    from harness.default_model import harness_cache_dir
+
+    return harness_cache_dir() / "file_hashes.json"
+
+
+def _load_hash_cache() -> dict[str, str]:
+    """File hashes keyed by path, size, mtime and inode: a 0.5 GB checkpoint is hashed once, not per run."""
+    try:
+        data = json.loads(_hash_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_hash_cache(known: dict[str, str]) -> None:
+    path = _hash_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(dict(list(known.items())[-2000:])), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # only a speed-up: without it the files are hashed again next time
 
 
 def load_hf_adapter(target: str, model_args: Mapping[str, str]) -> HFAdapter:
@@ -320,35 +409,42 @@ def load_hf_adapter(target: str, model_args: Mapping[str, str]) -> HFAdapter:
         gguf_file, folder = path.name, path.parent
     elif not (path / "config.json").exists():
         raise HarnessError(f"{target} is not a transformers model folder (no config.json)")
-    # Every argument is checked before the (slow) model load, so a typo fails at once.
-    import torch
-
-    dtype = _parse_dtype(model_args.get("dtype", "float32"))
-    device_name = model_args.get("device", "cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device_name)
-    except RuntimeError:
-        raise HarnessError(f"unknown device '{device_name}' (for example cpu, cuda, cuda:1, mps)") from None
-    batch_size = _batch_size(model_args.get("batch_size", "auto"), device)
+    # Every argument is checked before the (slow) model load, so a typo fails at once; torch itself is
+    # imported only when the model is needed.
+    dtype_name = model_args.get("dtype", "float32")
+    if dtype_name not in DTYPES:
+        raise HarnessError(f"unknown dtype '{dtype_name}' (choose from {', '.join(DTYPES)})")
+    device_name = model_args.get("device")
+    if device_name is not None and not _DEVICE_PATTERN.fullmatch(device_name):
+        raise HarnessError(f"unknown device '{device_name}' (for example cpu, cuda, cuda:1, mps)")
+    batch_size = _batch_size(model_args.get("batch_size", "auto"))
     max_length = _positive_int("max_length", model_args["max_length"]) if "max_length" in model_args else None
     tokenizer_path = model_args.get("tokenizer", str(folder))
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as transformers_logging
+    def load() -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, gguf_file=gguf_file)
-        model: Any = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=dtype)
-        model.to(device)
-    except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise HarnessError(f"cannot load model from {target}: {first_line}") from None
+        transformers_logging.disable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, gguf_file=gguf_file)
+            dtype = _parse_dtype(dtype_name)
+            model: Any = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=dtype)
+            model.to(torch.device(device_name or ("cuda" if torch.cuda.is_available() else "cpu")))
+        except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise HarnessError(f"cannot load model from {target}: {first_line}") from None
+        return model, tokenizer
+
+    files_fingerprint = _file_fingerprint(folder, gguf_file)
+    if tokenizer_path != str(folder):
+        files_fingerprint += _file_fingerprint(Path(tokenizer_path), None)
     return HFAdapter(
-        model,
-        tokenizer,
         name=str(model_args.get("name", target)),
         batch_size=batch_size,
-        weights_fingerprint=_file_fingerprint(folder, gguf_file),
+        loader=load,
+        files_fingerprint=files_fingerprint,
         max_length=max_length,
+        settings={"dtype": dtype_name, "max_length": str(max_length or "")},
     )

@@ -1,0 +1,132 @@
+"""Per-document metric values and subset scores, rebuilt from the samples' stored statistics.
+
+Samples store each metric's additive statistics as JSON (`{"acc/correct": 1.0, "acc/count": 1.0}`,
+or a bare `{"acc": 1.0}`). Since a corpus value is a function of summed statistics, the same
+aggregate gives one document's value (its own row) and any subset's value (a group's sum), and
+`metrics.score` gives that subset the same kind of interval the stored scores carry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from metrics import Metric, get_metric
+from metrics import score as score_statistics
+
+__all__ = [
+    "SubsetScore",
+    "metric_names",
+    "per_sample_values",
+    "statistics_for",
+    "subset_score",
+]
+
+
+def _parse(texts: Iterable[object]) -> list[dict[str, float]]:
+    parsed: list[dict[str, float]] = []
+    for text in texts:
+        try:
+            value = json.loads(str(text)) if isinstance(text, str) else {}
+        except ValueError:
+            value = {}
+        parsed.append(value if isinstance(value, dict) else {})
+    return parsed
+
+
+def metric_names(statistics: pd.Series) -> list[str]:
+    """Metric names present in a statistics column, in first-seen order."""
+    seen: dict[str, None] = {}
+    for row in _parse(statistics.head(50)):
+        for key in row:
+            seen.setdefault(key.split("/", 1)[0], None)
+    return list(seen)
+
+
+def _known_metric(name: str) -> Metric | None:
+    try:
+        return get_metric(name)
+    except HarnessError:
+        return None  # a plugin metric that is not installed here: fall back to bare values
+
+
+def statistics_for(statistics: pd.Series, name: str) -> tuple[np.ndarray, Metric | None]:
+    """The (n, k) statistics of metric `name` in its `statistic_names` order, and the metric.
+
+    Rows that lack them are NaN. Without a registered metric, a bare per-document value is (n, 1).
+    """
+    rows = _parse(statistics)
+    metric = _known_metric(name)
+    if metric is None:
+        values = [row.get(name, math.nan) for row in rows]
+        return np.asarray(values, dtype=np.float64).reshape(len(rows), 1), None
+    stat_names = metric.statistic_names
+    keys = [name] if len(stat_names) == 1 else [f"{name}/{stat}" for stat in stat_names]
+    matrix = np.full((len(rows), len(stat_names)), np.nan)
+    for index, row in enumerate(rows):
+        if all(key in row for key in keys):
+            matrix[index] = [float(row[key]) for key in keys]
+        elif metric.is_mean and name in row:
+            # A mean metric may be stored as its bare per-document value; its count is then 1.
+            matrix[index] = [float(row[name]), *([1.0] * (len(stat_names) - 1))]
+    return matrix, metric
+
+
+def per_sample_values(statistics: pd.Series, name: str) -> pd.Series:
+    """Each document's own value of metric `name` (NaN where it is missing), indexed like the input."""
+    matrix, metric = statistics_for(statistics, name)
+    if metric is None:
+        values = matrix[:, 0]
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values = np.asarray(metric.aggregate(matrix), dtype=np.float64)
+    return pd.Series(values, index=statistics.index, name=name)
+
+
+@dataclass(frozen=True)
+class SubsetScore:
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    method: str  # how the interval was made: "normal" or "bootstrap"
+
+
+def subset_score(
+    statistics: pd.Series, name: str, *, confidence: float = 0.95, resamples: int = 1000, seed: int = 0
+) -> SubsetScore:
+    """Metric `name` over the given documents, with an interval made the way the runner makes it.
+
+    Mean metrics (accuracy, exact match) get the closed-form normal interval; ratio metrics
+    (perplexities) a seeded percentile bootstrap. Unregistered metrics: the mean of the bare
+    per-document values with a normal interval.
+    """
+    matrix, metric = statistics_for(statistics, name)
+    matrix = matrix[~np.isnan(matrix).any(axis=1)]
+    n = int(matrix.shape[0])
+    if n == 0:
+        return SubsetScore(value=math.nan, ci_low=None, ci_high=None, n=0, method="none")
+    if metric is not None:
+        result = score_statistics(
+            metric, matrix, bootstrap_resamples=resamples, seed=seed, confidence=confidence
+        )
+        return SubsetScore(
+            value=result.value,
+            ci_low=result.ci_low,
+            ci_high=result.ci_high,
+            n=n,
+            method="normal" if metric.is_mean else "bootstrap",
+        )
+    values = matrix[:, 0]
+    mean = float(values.mean())
+    if n < 2:
+        return SubsetScore(value=mean, ci_low=None, ci_high=None, n=n, method="normal")
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * float(values.std(ddof=1)) / math.sqrt(n)
+    return SubsetScore(value=mean, ci_low=mean - half, ci_high=mean + half, n=n, method="normal")
