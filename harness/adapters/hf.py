@@ -281,8 +281,14 @@ class HFAdapter:
                 inputs = context[: len(context) - (len(targets) - 1)] + targets[:-1]
                 windows.append(ScoringWindow(inputs, targets))
                 owners.append(index)
+        # Perplexity never asks whether a token was the argmax, so that pass over the vocabulary is skipped.
         scores = score_windows(
-            self.model, windows, batch_size=self.batch_size, device=self.device, progress=progress
+            self.model,
+            windows,
+            batch_size=self.batch_size,
+            device=self.device,
+            progress=progress,
+            need_greedy=False,
         )
         totals = [0.0] * len(requests)
         for owner, score in zip(owners, scores, strict=True):

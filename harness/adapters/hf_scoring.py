@@ -34,29 +34,64 @@ class TokenScore:
     is_greedy: bool
 
 
-def _forward_logits(
-    model: torch.nn.Module, keep: torch.Tensor, **model_inputs: torch.Tensor | object
-) -> torch.Tensor:
-    """Logits only at the `keep` positions (boolean batch x seq mask), flattened to (n_kept, vocab)."""
-    try:
-        logits = model(**model_inputs, logits_to_keep=keep, use_cache=False).logits
-        if logits.dim() == 2:
-            return logits
-        # Some architectures ignore a boolean mask and return every position.
-        if logits.shape[:2] == keep.shape:
-            return logits[keep]
-        raise TypeError("unexpected logits shape")
-    except TypeError:
-        logits = model(**model_inputs, use_cache=False).logits
-        return logits[keep]
+# Positions per output-projection chunk: the logits of one chunk (~100 MB with a 49k vocabulary) stay
+# small enough to reduce right away instead of materialising the whole batch's logits.
+HEAD_CHUNK = 512
 
 
-def _score_positions(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Linear] | None:
+    """The decoder and a plain linear output projection, or None when the model post-processes logits."""
+    config = getattr(model, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None) not in (
+        None,
+        1.0,
+    ):
+        return None
+    base = getattr(model, "base_model", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if base is None or base is model or not isinstance(head, torch.nn.Linear):
+        return None
+    return base, head
+
+
+def _kept_scores(
+    model: torch.nn.Module,
+    keep: torch.Tensor,
+    targets: torch.Tensor,
+    need_greedy: bool,
+    **model_inputs: torch.Tensor | object,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target log-probabilities (and greedy flags) at the `keep` positions, flattened in row order."""
+    parts = _split_head(model)
+    if parts is None:
+        try:
+            logits = model(**model_inputs, logits_to_keep=keep, use_cache=False).logits
+            if logits.dim() == 3:
+                logits = logits[keep]
+        except TypeError:
+            logits = model(**model_inputs, use_cache=False).logits[keep]
+        return _score_positions(logits, targets, need_greedy)
+    base, head = parts
+    hidden = base(**model_inputs, use_cache=False).last_hidden_state[keep]
+    values, greedy = [], []
+    for start in range(0, hidden.shape[0], HEAD_CHUNK):
+        chunk_values, chunk_greedy = _score_positions(
+            head(hidden[start : start + HEAD_CHUNK]), targets[start : start + HEAD_CHUNK], need_greedy
+        )
+        values.append(chunk_values)
+        greedy.append(chunk_greedy)
+    return torch.cat(values), torch.cat(greedy)
+
+
+def _score_positions(
+    logits: torch.Tensor, targets: torch.Tensor, need_greedy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-position target log-probability and whether the target was the argmax."""
     logits = logits.float()
     log_normaliser = torch.logsumexp(logits, dim=-1)
     target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    greedy = logits.argmax(dim=-1) == targets
+    greedy = logits.argmax(dim=-1) == targets if need_greedy else torch.zeros_like(targets, dtype=torch.bool)
     return (target_logits - log_normaliser).double(), greedy
 
 
@@ -77,6 +112,7 @@ def score_windows(
     batch_size: int,
     device: torch.device,
     progress: Progress | None = None,
+    need_greedy: bool = True,
 ) -> list[TokenScore]:
     order = sorted(range(len(windows)), key=lambda i: -len(windows[i].inputs))
     results: list[TokenScore | None] = [None] * len(windows)
@@ -91,8 +127,13 @@ def score_windows(
             input_ids[row, : len(window.inputs)] = torch.tensor(window.inputs, dtype=torch.long)
             keep[row, len(window.inputs) - len(window.targets) : len(window.inputs)] = True
             targets.extend(window.targets)
-        logits = _forward_logits(model, keep.to(device), input_ids=input_ids.to(device))
-        values, greedy = _score_positions(logits, torch.tensor(targets, dtype=torch.long, device=device))
+        values, greedy = _kept_scores(
+            model,
+            keep.to(device),
+            torch.tensor(targets, dtype=torch.long, device=device),
+            need_greedy,
+            input_ids=input_ids.to(device),
+        )
         for index, score in zip(
             order[start : start + batch_size],
             _sum_per_item(values.cpu(), greedy.cpu(), [len(w.targets) for w in batch]),
@@ -172,16 +213,15 @@ def score_shared_contexts(
             positions = context_lengths.unsqueeze(-1) + torch.arange(width).unsqueeze(0)
             cache.batch_select_indices(select.to(device))  # type: ignore[attr-defined]
             attention = torch.cat([context_mask[select], option_mask], dim=-1)
-            logits = _forward_logits(
+            rest_values, rest_greedy = _kept_scores(
                 model,
                 keep.to(device),
+                torch.tensor(targets, dtype=torch.long, device=device),
+                True,
                 input_ids=option_ids.to(device),
                 attention_mask=attention.to(device),
                 position_ids=positions.to(device),
                 past_key_values=cache,
-            )
-            rest_values, rest_greedy = _score_positions(
-                logits, torch.tensor(targets, dtype=torch.long, device=device)
             )
             offset = 0
             for i in longer:
