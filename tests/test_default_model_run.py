@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 def test_default_model_on_the_builtin_suite(default_model_path: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HARNESS_CACHE_DIR": str(default_model_path.parent.parent)}
     command = [sys.executable, "-m", "harness.cli", "run", "--limit", "3", "--store", str(tmp_path / "store")]
-    first = subprocess.run(command + ["--format", "json"], capture_output=True, text=True, env=env, check=False)
+    first = subprocess.run(
+        command + ["--format", "json"], capture_output=True, text=True, env=env, check=False
+    )
     assert first.returncode == 0, first.stderr
     scores = json.loads(first.stdout)
     assert {row["task"] for row in scores} == {
@@ -31,7 +33,16 @@ def test_default_model_on_the_builtin_suite(default_model_path: Path, tmp_path: 
     assert 1.0 < by_metric[("harness_prose_ppl", "byte_perplexity")] < 3.0
 
     listed = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "scores", "--store", str(tmp_path / "store"), "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "scores",
+            "--store",
+            str(tmp_path / "store"),
+            "--format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         env=env,
