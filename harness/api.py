@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from fairness import task_fairness_scores
 from harness.adapters import load_adapter, wrap_model
 from harness.adapters.base import ModelAdapter
 from harness.cache import RequestCache
@@ -185,7 +186,7 @@ def evaluate(
             signature=item.signature,
         )
         for evaluation in evaluations
-        for item in evaluation.scores
+        for item in (*evaluation.scores, *task_fairness_scores(evaluation, bootstrap_resamples, seed))
     )
     wall_seconds = time.perf_counter() - started
     if write:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -46,6 +46,8 @@ class TaskInstance:
     gold: int | None = None
     references: tuple[str, ...] = ()
     group: str | None = None
+    # The source document, for scorers that need more than the answer (fairness probes, say).
+    doc: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Task:
@@ -211,7 +213,7 @@ class Task:
         instances = []
         for doc_id, doc in enumerate(documents):
             context = self._context(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else ""
-            instances.append(self._instance(doc_id, doc, context))
+            instances.append(replace(self._instance(doc_id, doc, context), doc=doc))
         return instances
 
     # -- results -------------------------------------------------------------------------------------
