@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.store import ResultStore
-from metrics import Metric, bootstrap_replicates, get_metric
+from metrics import Metric, bootstrap_replicates, metric_from_signature
 
 __all__ = [
     "MetricComparison",
@@ -332,8 +332,10 @@ def compare_runs(
         cand_all = store.samples(candidate_run, task)
         base_shared, cand_shared = _shared_samples((base_all, cand_all), baseline_run, candidate_run, task)
         for _, metric_name in (key for key in shared_keys if key[0] == task):
-            metric = get_metric(metric_name)
             base_row, cand_row = base_scores[(task, metric_name)], cand_scores[(task, metric_name)]
+            # Settings can change a metric's statistics and aggregation (BLEU's n-gram order), so the
+            # metric is rebuilt from the signature, which _check_comparable found equal in both runs.
+            metric = metric_from_signature(str(base_row["signature"]))
             checks = ((baseline_run, base_all, base_row), (candidate_run, cand_all, cand_row))
             for run_id, frame, row in checks:
                 stats = _statistics(frame, metric, run_id, task)

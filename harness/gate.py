@@ -17,6 +17,11 @@ gates.yaml::
       - {task: "*", metric: "*perplexity", max_relative_drop: 0.05}
 
 Task and metric may be glob patterns; when several rules match one task/metric the last one wins.
+
+Runs are chosen with selectors (`resolve_run`, shared with `harness compare`): a run id or a unique
+prefix, `latest`, `latest:EXPERIMENT`, `EXPERIMENT@STEP`, `best:EXPERIMENT:TASK/METRIC` and
+`tag:NAME`. Runs have no tag column, so a tag is an experiment name or an entry of a `tags` list in
+the run's provenance.
 """
 
 from __future__ import annotations
@@ -78,13 +83,13 @@ class GateRule:
         return self.max_drop or 0.0
 
     def describe(self) -> str:
-        margin = (
-            f"drop ≤ {self.max_relative_drop:.2%}"
-            if self.max_relative_drop is not None
-            else f"drop ≤ {self.max_drop or 0.0:g}"
-        )
-        significance = f", p < {self.alpha:g}" if self.require_significance else ", no test"
-        samples = f", n ≥ {self.min_samples}" if self.min_samples > 1 else ""
+        """The rule in a few ASCII characters, for tables on any terminal."""
+        if self.max_relative_drop is not None:
+            margin = f"drop<={self.max_relative_drop:.2%}"
+        else:
+            margin = f"drop<={self.max_drop or 0.0:g}"
+        significance = f", p<{self.alpha:g}" if self.require_significance else ", no test"
+        samples = f", n>={self.min_samples}" if self.min_samples > 1 else ""
         return margin + significance + samples
 
 

@@ -74,7 +74,9 @@ def _check_cells(check: GateCheck) -> list[str]:
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [header, ["-" * width for width in widths], *rows]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
 
 
 def _title(result: GateResult) -> str:
@@ -350,10 +352,14 @@ def add_parser(commands: Any) -> None:
 
     gate.add_argument("--baseline", required=True, help=f"baseline run: {SELECTOR_HELP}")
     gate.add_argument("--candidate", required=True, help="candidate run, selected the same way")
-    gate.add_argument("--config", default=None, help="gates.yaml with per task/metric rules")
+    gate.add_argument(
+        "--config", default=None, help="gates.yaml: rules per task/metric; they refine the flags below"
+    )
     gate.add_argument("--store", default=None, help=store_help)
-    gate.add_argument("--max-drop", type=float, default=None, help="default allowed absolute drop (0)")
-    gate.add_argument("--max-relative-drop", type=float, default=None, help="default allowed relative drop")
+    gate.add_argument("--max-drop", type=float, default=None, help="allowed absolute drop (default 0)")
+    gate.add_argument(
+        "--max-relative-drop", type=float, default=None, help="allowed drop as a fraction of the baseline"
+    )
     gate.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     gate.add_argument("--min-samples", type=int, default=1, help="fail rules with fewer shared samples")
     gate.add_argument("--no-significance", action="store_true", help="fail on any drop over the margin")

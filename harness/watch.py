@@ -186,7 +186,7 @@ class _Watcher:
             previous = self.already_evaluated(adapter.fingerprint)
             if previous is not None:
                 return CheckpointOutcome(
-                    folder, step, "skipped", previous, f"already evaluated as {previous}"
+                    folder, step, "skipped", previous, f"same weights already evaluated as run {previous}"
                 )
             report = evaluate(
                 adapter,
@@ -208,7 +208,7 @@ class _Watcher:
 
     def record(self, outcome: CheckpointOutcome) -> None:
         self.outcomes.append(outcome)
-        detail = f" {outcome.run_id}" if outcome.run_id else ""
+        detail = f" {outcome.run_id}" if outcome.status == "evaluated" else ""
         self.log.write(f"{outcome.status} {outcome.path.name}{detail}: {outcome.message}\n")
         self.log.flush()
 
@@ -228,18 +228,21 @@ def watch(
         raise HarnessError("--poll-seconds must be more than 0")
     if settings.max_checkpoints is not None and settings.max_checkpoints < 1:
         raise HarnessError("--max-checkpoints must be 1 or more")
-    watcher = _Watcher(settings, log or sys.stderr)
     find_checkpoints(settings.directory)  # a missing folder fails now, not at the first poll
+    watcher = _Watcher(settings, log or sys.stderr)
     stop = stop or threading.Event()
     evaluated = 0
     first_pass = True
     while not stop.is_set():
-        ready = watcher.ready(clock())
+        now = clock()
+        ready = watcher.ready(now)
         if settings.once and first_pass and settings.settle_seconds > 0:
-            # One pass still needs two looks settle_seconds apart to know a folder is not being written.
+            # One pass still needs two looks settle_seconds apart to know a folder is not being written;
+            # the second look is dated exactly settle_seconds later so timer jitter cannot skip it.
             first_pass = False
-            stop.wait(settings.settle_seconds)
-            ready = watcher.ready(clock())
+            if stop.wait(settings.settle_seconds):
+                break
+            ready = watcher.ready(now + settings.settle_seconds)
         for folder in ready:
             outcome = watcher.handle(folder)
             watcher.record(outcome)
