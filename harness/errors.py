@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class HarnessError(Exception):
@@ -22,3 +23,12 @@ class UnknownNameError(HarnessError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])
+
+
+class PartialResultsError(HarnessError):
+    """An adapter call failed after some of its requests finished; `completed` maps their positions in
+    the request list to their results, so the caller can cache them before reporting the error."""
+
+    def __init__(self, message: str, completed: Mapping[int, Any]) -> None:
+        super().__init__(message)
+        self.completed = dict(completed)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from harness.adapters.base import ModelAdapter
 from harness.cache import RequestCache
+from harness.errors import PartialResultsError
 from harness.requests import (
     GenerationRequest,
     LoglikelihoodRequest,
@@ -178,7 +179,14 @@ def serve_requests(
             of_kind = sorted((r for r in missing if r.kind == kind), key=_length_key)
             stats.by_kind[kind] = stats.by_kind.get(kind, 0) + len(of_kind)
             for chunk in _chunks(of_kind, CHUNK_REQUESTS):
-                chunk_results = _call_adapter(adapter, kind, chunk, progress)
+                try:
+                    chunk_results = _call_adapter(adapter, kind, chunk, progress)
+                except PartialResultsError as error:
+                    # Keep what the adapter finished before failing: a re-run asks only for the rest.
+                    if cache is not None and error.completed:
+                        done = sorted(error.completed)
+                        cache.store(fingerprint, [chunk[i] for i in done], [error.completed[i] for i in done])
+                    raise
                 if cache is not None:
                     cache.store(fingerprint, chunk, chunk_results)
                 for request, result in zip(chunk, chunk_results, strict=True):

@@ -26,8 +26,29 @@ def _load_mock(target: str, model_args: Mapping[str, str]) -> ModelAdapter:
     return load_mock_adapter(target, model_args)
 
 
+def _load_openai(target: str, model_args: Mapping[str, str]) -> ModelAdapter:
+    from harness.adapters.openai import load_openai_adapter
+
+    return load_openai_adapter(target, model_args)
+
+
+def _load_lm_eval(target: str, model_args: Mapping[str, str]) -> ModelAdapter:
+    from harness.adapters.lm_eval_adapter import load_lm_eval_adapter
+
+    return load_lm_eval_adapter(target, model_args)
+
+
+def _load_python(target: str, model_args: Mapping[str, str]) -> ModelAdapter:
+    from harness.adapters.python_adapter import load_python_adapter
+
+    return load_python_adapter(target, model_args)
+
+
 ADAPTERS.register("hf", _load_hf)
 ADAPTERS.register("mock", _load_mock)
+ADAPTERS.register("openai", _load_openai)
+ADAPTERS.register("lm_eval", _load_lm_eval)
+ADAPTERS.register("python", _load_python)
 
 
 def load_adapter(spec: str, model_args: Mapping[str, str] | None = None) -> ModelAdapter:
