@@ -115,7 +115,11 @@ def _command_tasks(args: argparse.Namespace) -> int:
 
 
 # Further commands live in their own modules, each with `add_parser(commands)`; one line here per module.
-COMMAND_MODULES: tuple[str, ...] = ("harness.gate_command",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.gate_command",
+    "harness.leaderboard_command",
+    "harness.score_command",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
