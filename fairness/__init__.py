@@ -1,17 +1,34 @@
-"""Fairness metrics over groups of samples (demographic parity and its relatives) and fairness probes."""
+"""Fairness metrics over groups of samples (demographic parity and its relatives) and fairness probes.
+
+- `group_metric_frame`: any harness metric per group and between groups (fairlearn MetricFrame's shape).
+- `decision_fairness`: demographic parity, equalized odds and equal opportunity of binary decisions.
+- `fairness.probes`: scores of the built-in probes (`fairness_*` tasks), read from document fields.
+- `group_scores` / `prediction_group_scores` / `task_fairness_scores`: all of it as score rows; the
+  row names are listed in `fairness.scores`.
+
+Every number comes with a stratified percentile-bootstrap interval (`fairness.bootstrap`); a number
+that is not computable is NaN in the result objects and has no score row, never a 0.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from fairness.bootstrap import Estimate
+from fairness.decisions import DecisionFairness, Decisions, GroupRates, decision_fairness
+from fairness.groups import MIN_GROUP_SIZE, GroupDesign, GroupMetricFrame, group_design, group_metric_frame
+from fairness.scores import group_scores, prediction_group_scores, task_fairness_scores
 
-if TYPE_CHECKING:
-    from harness.runner import TaskEvaluation
-    from metrics import Score
-
-
-def task_fairness_scores(evaluation: TaskEvaluation, bootstrap_resamples: int, seed: int) -> list[Score]:
-    """Extra score rows for a task whose YAML names a `group_field`; none for other tasks."""
-    return []
-
-
-__all__ = ["task_fairness_scores"]
+__all__ = [
+    "MIN_GROUP_SIZE",
+    "DecisionFairness",
+    "Decisions",
+    "Estimate",
+    "GroupDesign",
+    "GroupMetricFrame",
+    "GroupRates",
+    "decision_fairness",
+    "group_design",
+    "group_metric_frame",
+    "group_scores",
+    "prediction_group_scores",
+    "task_fairness_scores",
+]

@@ -246,11 +246,20 @@ def _signature_core(signature: str, ignore_harness_version: bool) -> str:
     return "|".join(part for part in signature.split("|") if not part.startswith("harness:"))
 
 
+DERIVED_METRIC_PREFIXES = ("fairness/", "group/")
+
+
 def _score_rows(store: ResultStore, run_id: str) -> dict[tuple[str, str], pd.Series]:
     frame = store.scores(run_id)
     if frame.empty and run_id not in set(store.runs()["run_id"]):
         raise HarnessError(f"unknown run '{run_id}' in {store.root}")
-    return {(str(row["task"]), str(row["metric"])): row for _, row in frame.iterrows()}
+    # Fairness and per-group rows summarise subsets of the samples, not one per-sample statistic, so
+    # there is nothing to pair document by document; compare and gate consider task metrics only.
+    return {
+        (str(row["task"]), str(row["metric"])): row
+        for _, row in frame.iterrows()
+        if not str(row["metric"]).startswith(DERIVED_METRIC_PREFIXES)
+    }
 
 
 def _check_comparable(
