@@ -12,18 +12,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from statistics import NormalDist
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
     "AVERAGE",
+    "MEAN_RANK",
+    "RANK",
     "Leaderboard",
     "LeaderboardFilters",
     "build_leaderboard",
+    "display_table",
     "filter_scores",
+    "interval_text",
     "metric_choices",
     "primary_metrics",
+    "rank_choices",
     "rank_groups",
 ]
 
@@ -117,14 +123,17 @@ def rank_groups(values: pd.Series, low: pd.Series, high: pd.Series, higher_is_be
     lo = low.astype(float).fillna(values.astype(float)).to_numpy(dtype=float)
     hi = high.astype(float).fillna(values.astype(float)).to_numpy(dtype=float)
     present = ~np.isnan(value)
-    if higher_is_better:
-        better = lo[None, :] > hi[:, None]  # better[i, j]: row j is clearly above row i
-    else:
-        better = hi[None, :] < lo[:, None]
+    # better[i, j]: row j's whole interval is on the better side of row i's whole interval.
+    better = lo[None, :] > hi[:, None] if higher_is_better else hi[None, :] < lo[:, None]
     better &= present[None, :]
     ranks = pd.Series(better.sum(axis=1) + 1, index=values.index, dtype="Int64")
     ranks[~present] = pd.NA
     return ranks
+
+
+def rank_choices(tasks: tuple[str, ...], has_average: bool) -> tuple[str, ...]:
+    """What a leaderboard can be ranked by: the average (when there is one), mean rank, a task."""
+    return (*((AVERAGE,) if has_average else ()), MEAN_RANK, *tasks)
 
 
 def _latest_per_model(chosen: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -147,9 +156,8 @@ def _latest_per_model(chosen: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 def _pick_metric(scores: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
     if metric is None:
         primary = primary_metrics(scores)
-        keys = pd.Series(list(zip(scores["task"], scores["metric"], strict=True)), index=scores.index)
-        chosen = scores[keys.isin(list(primary.items()))]
-        return chosen, primary
+        wanted = pd.DataFrame({"task": list(primary), "metric": list(primary.values())})
+        return scores.merge(wanted, on=["task", "metric"], how="inner"), primary
     chosen = scores[scores["metric"] == metric]
     return chosen, {str(task): metric for task in chosen["task"].unique()}
 
@@ -166,7 +174,8 @@ def build_leaderboard(
     """The table for `metric` (None: each task's primary metric), one row per run or per model.
 
     In "models" mode a model's row holds, per task, its newest run's score. `rank_by` is a task or
-    `average` (the default when there is one, else the first task); rows are sorted by it.
+    `average` or `mean rank` (the default: the average when there is one, else mean rank); rows
+    are sorted by it, and ranked by it: in rank groups for intervals, by plain order for mean rank.
     """
     if rows not in ("runs", "models"):
         raise ValueError(f"rows must be 'runs' or 'models', got {rows!r}")
@@ -186,47 +195,57 @@ def build_leaderboard(
         key = "model"
     chosen = chosen.assign(stderr=_stderr(chosen, z))
     tasks = tuple(sorted(str(task) for task in chosen["task"].unique()))
-    direction: dict[str, bool] = (
-        chosen.drop_duplicates("task").set_index("task")["higher_is_better"].astype(bool).to_dict()
-    )
+    firsts = chosen.drop_duplicates("task")
+    pairs = zip(firsts["task"], firsts["higher_is_better"], strict=True)
+    direction = {str(task): bool(higher) for task, higher in pairs}
 
-    wide = {
-        part: chosen.pivot(index=key, columns="task", values=part)
+    # Columns are gathered in a dict and joined once: inserting ~60 columns one by one into a
+    # DataFrame costs more than everything else here.
+    wide = chosen.pivot(index=key, columns="task", values=["value", "ci_low", "ci_high", "stderr"])
+    identity = identity.set_index(key, drop=False)
+    wide = wide.reindex(identity.index).astype(float)
+    parts = {
+        part: cast(pd.DataFrame, wide[part]).reindex(columns=list(tasks))
         for part in ("value", "ci_low", "ci_high", "stderr")
     }
-    table = identity.set_index(key, drop=False)
+    values = parts["value"]
+    columns: dict[str, pd.Series] = {}
     for task in tasks:
-        table[task] = wide["value"][task].astype(float)
-        table[f"{task} ci_low"] = wide["ci_low"][task].astype(float)
-        table[f"{task} ci_high"] = wide["ci_high"][task].astype(float)
-
-    values = table[list(tasks)]
+        columns[task] = values[task]
+        columns[f"{task} ci_low"] = parts["ci_low"][task]
+        columns[f"{task} ci_high"] = parts["ci_high"][task]
     shown_metrics = {task: metrics[task] for task in tasks}
     uniform = len(set(shown_metrics.values())) == 1 and len({direction[t] for t in tasks}) == 1
     if uniform:
         # The mean over tasks, only for rows that have every task; tasks use disjoint documents,
         # so their errors are independent and the variance of the mean is the sum over k².
-        stderr = wide["stderr"].reindex(index=table.index, columns=list(tasks))
+        stderr = parts["stderr"]
         average = values.mean(axis=1, skipna=False)
         spread = z * np.sqrt((stderr**2).sum(axis=1, skipna=False)) / len(tasks)
-        table[AVERAGE] = average
-        table[f"{AVERAGE} ci_low"] = average - spread
-        table[f"{AVERAGE} ci_high"] = average + spread
+        columns[AVERAGE] = average
+        columns[f"{AVERAGE} ci_low"] = average - spread
+        columns[f"{AVERAGE} ci_high"] = average + spread
         direction[AVERAGE] = direction[tasks[0]]
     ranks = pd.DataFrame(
         {task: values[task].rank(ascending=not direction[task], method="min") for task in tasks}
     )
-    table[MEAN_RANK] = ranks.mean(axis=1)
-    table[TASK_COUNT] = values.notna().sum(axis=1)
+    columns[MEAN_RANK] = ranks.mean(axis=1)
+    columns[TASK_COUNT] = values.notna().sum(axis=1)
+    table = pd.concat([identity, pd.DataFrame(columns, index=identity.index)], axis=1)
 
-    if rank_by not in (*tasks, *((AVERAGE,) if uniform else ())):
-        rank_by = AVERAGE if uniform else tasks[0]
-    table[RANK] = rank_groups(
-        table[rank_by], table[f"{rank_by} ci_low"], table[f"{rank_by} ci_high"], direction[rank_by]
-    )
+    choice = rank_by if rank_by in rank_choices(tasks, uniform) else (AVERAGE if uniform else MEAN_RANK)
+    if choice == MEAN_RANK:
+        # Mean ranks carry no interval, so the rank is their plain order (ties share a rank).
+        table[RANK] = table[MEAN_RANK].rank(method="min").astype("Int64")
+        direction[MEAN_RANK] = False
+    else:
+        table[RANK] = rank_groups(
+            table[choice], table[f"{choice} ci_low"], table[f"{choice} ci_high"], direction[choice]
+        )
+    secondary = TASK_COUNT if choice == MEAN_RANK else MEAN_RANK
     table = table.sort_values(
-        [rank_by, MEAN_RANK],
-        ascending=[not direction[rank_by], True],
+        [choice, secondary],
+        ascending=[not direction[choice], choice != MEAN_RANK],
         na_position="last",
         kind="stable",
     ).reset_index(drop=True)
@@ -236,9 +255,42 @@ def build_leaderboard(
         tasks=tasks,
         metrics=shown_metrics,
         higher_is_better=direction,
-        rank_by=rank_by,
+        rank_by=choice,
         identity_columns=identity_columns,
     )
+
+
+def display_table(
+    board: Leaderboard, *, show_intervals: bool = True, confidence: float = 0.95
+) -> pd.DataFrame:
+    """The table as shown: numbers stay numbers (so columns sort), intervals become text columns.
+
+    What the rows are ranked by comes first, after the names; per-task columns follow, and the
+    run's time and id close the row.
+    """
+    table = board.table
+    label = f"{round(confidence * 100)}% CI"
+    leading = [column for column in board.identity_columns if column not in ("created_at", "run_id")]
+    trailing = [column for column in board.identity_columns if column in ("created_at", "run_id")]
+    columns: dict[str, pd.Series] = {column: table[column] for column in (RANK, *leading)}
+
+    def add(column: str) -> None:
+        columns[column] = table[column]
+        if show_intervals:
+            pairs = zip(table[f"{column} ci_low"], table[f"{column} ci_high"], strict=True)
+            columns[f"{column} {label}"] = pd.Series(
+                [interval_text(low, high) for low, high in pairs], index=table.index
+            )
+
+    if board.has_average:
+        add(AVERAGE)
+    columns[MEAN_RANK] = table[MEAN_RANK]
+    columns[TASK_COUNT] = table[TASK_COUNT]
+    for task in board.tasks:
+        add(task)
+    for column in trailing:
+        columns[column] = table[column]
+    return pd.DataFrame(columns)
 
 
 def interval_text(low: float | None, high: float | None, digits: int = 3) -> str:

@@ -23,6 +23,7 @@ from metrics import score as score_statistics
 
 __all__ = [
     "SubsetScore",
+    "known_metric",
     "metric_names",
     "per_sample_values",
     "statistics_for",
@@ -50,7 +51,8 @@ def metric_names(statistics: pd.Series) -> list[str]:
     return list(seen)
 
 
-def _known_metric(name: str) -> Metric | None:
+def known_metric(name: str) -> Metric | None:
+    """The registered metric called `name`, or None (a plugin not installed here, a derived score)."""
     try:
         return get_metric(name)
     except HarnessError:
@@ -63,7 +65,7 @@ def statistics_for(statistics: pd.Series, name: str) -> tuple[np.ndarray, Metric
     Rows that lack them are NaN. Without a registered metric, a bare per-document value is (n, 1).
     """
     rows = _parse(statistics)
-    metric = _known_metric(name)
+    metric = known_metric(name)
     if metric is None:
         values = [row.get(name, math.nan) for row in rows]
         return np.asarray(values, dtype=np.float64).reshape(len(rows), 1), None

@@ -1,0 +1,213 @@
+"""Two runs side by side: per-task differences with intervals, and the documents they disagree on.
+
+The differences come from `harness.compare` when it is installed: a paired comparison on the
+documents both runs scored (McNemar or a paired bootstrap), for every registered metric. It is
+imported lazily so that the leaderboard works without it. When it is missing, or refuses the runs
+(different task versions, samples that do not reproduce the score), and for derived scores that
+have no per-document statistics (per-group values, parity gaps), the differences are computed here
+from the stored scores, with an unpaired normal interval, sqrt(se_a² + se_b²): wider than a paired
+one, because it ignores that both runs answered the same documents. The `test` column says which
+each row got, and `TaskDifferences.note` why any row is unpaired.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.store import ResultStore
+from leaderboard.sample_metrics import known_metric, per_sample_values
+from leaderboard.samples_view import output_text
+
+__all__ = [
+    "DIFFERENCE_COLUMNS",
+    "PAIRED",
+    "UNPAIRED",
+    "TaskDifferences",
+    "disagreements",
+    "task_differences",
+    "unpaired_differences",
+    "verdicts",
+]
+
+PAIRED = "paired, on shared documents (harness.compare); see the test column"
+UNPAIRED = "unpaired normal interval from the stored scores"
+DIFFERENCE_COLUMNS = (
+    "task",
+    "metric",
+    "higher_is_better",
+    "baseline",
+    "candidate",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_baseline",
+    "n_candidate",
+    "n_shared",
+    "test",
+)
+
+
+@dataclass(frozen=True)
+class TaskDifferences:
+    table: pd.DataFrame  # DIFFERENCE_COLUMNS; difference = candidate - baseline; `test` per row
+    method: str  # PAIRED (where possible) or UNPAIRED (throughout)
+    note: str | None = None  # why some or all rows are unpaired
+
+
+def unpaired_differences(
+    scores: pd.DataFrame, baseline: str, candidate: str, *, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Candidate minus baseline per shared task × metric, from the stored values and stderrs."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    columns = ["task", "metric", "value", "stderr", "ci_low", "ci_high", "n", "higher_is_better"]
+    base = scores.loc[scores["run_id"] == baseline, columns]
+    cand = scores.loc[scores["run_id"] == candidate, columns]
+    merged = base.merge(cand, on=["task", "metric"], suffixes=("_b", "_c"))
+    if merged.empty:
+        return pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))
+
+    def stderr(side: str) -> pd.Series:
+        # Bootstrap intervals are stored with a stderr too; a missing stderr is read from the interval.
+        half = (merged[f"ci_high_{side}"].astype(float) - merged[f"ci_low_{side}"].astype(float)) / (2 * z)
+        return merged[f"stderr_{side}"].astype(float).fillna(half)
+
+    difference = merged["value_c"].astype(float) - merged["value_b"].astype(float)
+    spread = np.sqrt(stderr("b") ** 2 + stderr("c") ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_scores = np.asarray(np.abs(difference) / spread, dtype=float)
+    # A zero spread with a non-zero difference gives z = inf and p = 0; with no difference, NaN.
+    p_values = [math.nan if math.isnan(value) else 2 * (1 - NormalDist().cdf(value)) for value in z_scores]
+    return pd.DataFrame(
+        {
+            "task": merged["task"],
+            "metric": merged["metric"],
+            "higher_is_better": merged["higher_is_better_b"].astype(bool),
+            "baseline": merged["value_b"].astype(float),
+            "candidate": merged["value_c"].astype(float),
+            "difference": difference,
+            "ci_low": difference - z * spread,
+            "ci_high": difference + z * spread,
+            "p_value": p_values,
+            "n_baseline": merged["n_b"].astype("Int64"),
+            "n_candidate": merged["n_c"].astype("Int64"),
+            "n_shared": pd.Series(pd.NA, index=merged.index, dtype="Int64"),
+            "test": "unpaired_normal",
+        }
+    ).sort_values(["task", "metric"], ignore_index=True)
+
+
+def _paired(
+    root: str, baseline: str, candidate: str, pairs: list[tuple[str, str]], confidence: float
+) -> pd.DataFrame:
+    compare: Any = importlib.import_module("harness.compare")
+    result = compare.compare_runs(ResultStore(root), baseline, candidate, pairs=pairs, confidence=confidence)
+    frame = result.to_frame()
+    if frame.empty:
+        return pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))
+    # `baseline` and `candidate` are the values on the shared documents, so they subtract to the
+    # difference shown next to them even when one run scored more documents.
+    for column in DIFFERENCE_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    return frame[list(DIFFERENCE_COLUMNS)]
+
+
+def task_differences(
+    root: str, scores: pd.DataFrame, baseline: str, candidate: str, *, confidence: float = 0.95
+) -> TaskDifferences:
+    """Paired differences from `harness.compare` where it can pair, unpaired from stored scores otherwise.
+
+    Only registered metrics can be paired (their per-document statistics are in the samples);
+    derived scores such as per-group values are compared from their stored values and errors.
+    """
+    unpaired = unpaired_differences(scores, baseline, candidate, confidence=confidence)
+    keys = list(zip(unpaired["task"], unpaired["metric"], strict=True))
+    pairable = [key for key in keys if known_metric(str(key[1])) is not None]
+    if not pairable:
+        note = "No shared score has per-document statistics to pair."
+        return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)
+    try:
+        paired = _paired(root, baseline, candidate, pairable, confidence)
+    except (ImportError, AttributeError):
+        note = "The paired comparison module (harness.compare) is not available in this installation."
+        return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)
+    except HarnessError as error:
+        note = f"The paired comparison refused these runs: {error}"
+        return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)
+    rest = unpaired[[key not in set(pairable) for key in keys]]
+    table = pd.concat([paired, rest], ignore_index=True) if not rest.empty else paired
+    mixed = f"{len(rest)} derived score(s) without per-document statistics are compared unpaired."
+    table = table.sort_values(["task", "metric"], ignore_index=True)
+    return TaskDifferences(table=table, method=PAIRED, note=None if rest.empty else mixed)
+
+
+def verdicts(table: pd.DataFrame) -> pd.Series:
+    """ "candidate better" / "candidate worse" when the whole interval says so, else "no clear difference".
+
+    The metric's direction is folded in, so a fall in perplexity reads as better.
+    """
+    sign = np.where(table["higher_is_better"].astype(bool), 1.0, -1.0)
+    low = table["ci_low"].astype(float).to_numpy() * sign
+    high = table["ci_high"].astype(float).to_numpy() * sign
+    result = np.full(len(table), "no clear difference", dtype=object)
+    result[np.minimum(low, high) > 0] = "candidate better"
+    result[np.maximum(low, high) < 0] = "candidate worse"
+    return pd.Series(result, index=table.index, name="verdict")
+
+
+def disagreements(
+    baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str, *, only_differing: bool = True
+) -> pd.DataFrame:
+    """Shared documents of one task, the largest disagreement on `metric` first.
+
+    Two runs disagree on a document when its metric values differ or their outputs differ.
+    Columns: doc_id, prompt, target, baseline_output, candidate_output, baseline_value,
+    candidate_value, difference (candidate - baseline).
+    """
+
+    def side(frame: pd.DataFrame) -> pd.DataFrame:
+        outputs = [
+            output_text(prediction, logprobs)
+            for prediction, logprobs in zip(frame["prediction"], frame["choice_logprobs"], strict=True)
+        ]
+        return pd.DataFrame(
+            {
+                "doc_id": frame["doc_id"].astype("int64"),
+                "prompt": frame["prompt"].astype(str),
+                "target": frame["target"].astype(str),
+                "output": outputs,
+                "value": per_sample_values(frame["statistics"], metric).to_numpy(dtype=float),
+            }
+        ).drop_duplicates("doc_id")
+
+    merged = side(baseline).merge(side(candidate), on="doc_id", suffixes=("_b", "_c"))
+    table = pd.DataFrame(
+        {
+            "doc_id": merged["doc_id"],
+            "prompt": merged["prompt_b"],
+            "target": merged["target_b"],
+            "baseline_output": merged["output_b"],
+            "candidate_output": merged["output_c"],
+            "baseline_value": merged["value_b"],
+            "candidate_value": merged["value_c"],
+            "difference": merged["value_c"] - merged["value_b"],
+        }
+    )
+    if only_differing:
+        same_value = np.isclose(
+            table["baseline_value"], table["candidate_value"], rtol=1e-9, atol=0.0, equal_nan=True
+        )
+        same_output = table["baseline_output"] == table["candidate_output"]
+        table = table[~(same_value & same_output)]
+    order = table["difference"].abs().fillna(-1.0)
+    table = table.assign(_order=order).sort_values(["_order", "doc_id"], ascending=[False, True])
+    return table.drop(columns="_order").reset_index(drop=True)

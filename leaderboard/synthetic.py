@@ -1,0 +1,160 @@
+"""A generated results store of any size, for the leaderboard's benchmark and tests.
+
+Runs belong to a few experiments (one model each) evaluated at increasing steps, and get better
+with training, so trends rise and rankings mean something. Every document carries the additive
+statistics its metric needs, and every stored score is computed from them by `metrics.score`, as the
+runner does, so comparisons and re-aggregations over these samples reproduce the stored numbers.
+Tasks cycle through multiple choice (acc, acc_norm), generation (exact_match) and rolling
+perplexity (word_perplexity); documents fall into groups whose difficulty differs a little.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
+from metrics import get_metric, score
+
+__all__ = ["generate_store", "task_names"]
+
+_KINDS = (
+    ("multiple_choice", ("acc", "acc_norm")),
+    ("generate_until", ("exact_match",)),
+    ("loglikelihood_rolling", ("word_perplexity",)),
+)
+_STAT_NAMES = {"acc": "correct", "acc_norm": "correct", "exact_match": "match"}
+_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def task_names(tasks: int) -> list[str]:
+    return [f"synth_{_KINDS[index % len(_KINDS)][0]}_{index:02d}" for index in range(tasks)]
+
+
+def _task_documents(rng: np.random.Generator, task: str, samples: int, groups: Sequence[str]) -> dict:
+    """Fixed per task, shared by every run: prompts, targets, groups, difficulties, lengths."""
+    return {
+        "prompt": [f"[{task}] Question {doc}: what follows item {doc * 7 % 101}?" for doc in range(samples)],
+        "target": [f"answer {doc % 13}" for doc in range(samples)],
+        "group": [groups[doc % len(groups)] for doc in range(samples)] if groups else [None] * samples,
+        "difficulty": rng.normal(0.0, 1.0, samples)
+        + np.array([0.25 * (doc % max(1, len(groups))) for doc in range(samples)]),
+        "words": rng.integers(40, 160, samples).astype(np.float64),
+    }
+
+
+def _run_statistics(
+    rng: np.random.Generator, kind: str, docs: dict, skill: float
+) -> tuple[dict[str, np.ndarray], list[str | None], list[list[float] | None]]:
+    """Per-document statistics by metric, predictions and choice log-probabilities for one run."""
+    n = len(docs["prompt"])
+    if kind == "loglikelihood_rolling":
+        per_word = 2.5 - 0.4 * skill + 0.15 * docs["difficulty"] + rng.normal(0, 0.05, n)
+        logprob = -np.clip(per_word, 0.2, None) * docs["words"]
+        return {"word_perplexity": np.column_stack([logprob, docs["words"]])}, [None] * n, [None] * n
+    probability = 1.0 / (1.0 + np.exp(-(skill - docs["difficulty"])))
+    correct = (rng.random(n) < probability).astype(np.float64)
+    ones = np.ones(n)
+    if kind == "generate_until":
+        predictions: list[str | None] = [
+            target if hit else f"answer {(doc * 5 + 3) % 13}"
+            for doc, (target, hit) in enumerate(zip(docs["target"], correct, strict=True))
+        ]
+        return {"exact_match": np.column_stack([correct, ones])}, predictions, [None] * n
+    normalised = np.where(rng.random(n) < 0.85, correct, 1.0 - correct)
+    logprobs: list[list[float] | None] = []
+    for hit in correct:
+        options = sorted(rng.uniform(-12.0, -2.0, 4).tolist(), reverse=True)
+        # Option 0 is the gold one; a miss puts a wrong option on top.
+        logprobs.append(options if hit else [options[1], options[0], *options[2:]])
+    stats = {"acc": np.column_stack([correct, ones]), "acc_norm": np.column_stack([normalised, ones])}
+    return stats, [None] * n, logprobs
+
+
+def _statistics_json(stats: dict[str, np.ndarray], index: int) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for name, matrix in stats.items():
+        first = _STAT_NAMES.get(name, "logprob")
+        second = "words" if name == "word_perplexity" else "count"
+        result[f"{name}/{first}"] = float(matrix[index, 0])
+        result[f"{name}/{second}"] = float(matrix[index, 1])
+    return result
+
+
+def generate_store(
+    root: str | Path,
+    *,
+    runs: int = 200,
+    tasks: int = 20,
+    samples: int = 1000,
+    experiments: int = 4,
+    groups: Sequence[str] = ("group_a", "group_b", "group_c"),
+    seed: int = 0,
+    bootstrap_resamples: int = 200,
+) -> list[str]:
+    """Write `runs` runs of `tasks` tasks with `samples` documents each; returns their run ids."""
+    store = ResultStore(root)
+    rng = np.random.default_rng(seed)
+    names = task_names(tasks)
+    documents = {task: _task_documents(rng, task, samples, groups) for task in names}
+    run_ids = []
+    for index in range(runs):
+        experiment = index % experiments
+        step = (index // experiments + 1) * 500
+        skill = 0.3 * experiment - 0.5 + 0.35 * math.log1p(step / 500) + rng.normal(0, 0.05)
+        run_id = f"synth-{index:04d}-e{experiment}-s{step}"
+        score_records: list[ScoreRecord] = []
+        sample_records: list[SampleRecord] = []
+        for task_index, task in enumerate(names):
+            kind, metric_names = _KINDS[task_index % len(_KINDS)]
+            docs = documents[task]
+            stats, predictions, logprobs = _run_statistics(rng, kind, docs, skill)
+            for name in metric_names:
+                metric = get_metric(name)
+                result = score(metric, stats[name], bootstrap_resamples=bootstrap_resamples, seed=0)
+                score_records.append(
+                    ScoreRecord(
+                        run_id=run_id,
+                        task=task,
+                        task_version="1.0",
+                        metric=name,
+                        value=result.value,
+                        stderr=result.stderr,
+                        ci_low=result.ci_low,
+                        ci_high=result.ci_high,
+                        n=result.n,
+                        higher_is_better=result.higher_is_better,
+                        signature=result.signature,
+                    )
+                )
+            sample_records.extend(
+                SampleRecord(
+                    run_id=run_id,
+                    task=task,
+                    doc_id=doc,
+                    prompt=docs["prompt"][doc],
+                    target=docs["target"][doc],
+                    prediction=predictions[doc],
+                    choice_logprobs=None if logprobs[doc] is None else tuple(logprobs[doc] or ()),
+                    statistics=_statistics_json(stats, doc),
+                    group=docs["group"][doc],
+                )
+                for doc in range(samples)
+            )
+        run = RunRecord(
+            run_id=run_id,
+            created_at=_START + timedelta(hours=index),
+            model=f"synth-model-{experiment}",
+            model_fingerprint=f"{experiment:064x}",
+            experiment=f"experiment-{experiment}",
+            step=step,
+            tasks=tuple(names),
+            provenance={"adapter": "synthetic", "seed": seed, "skill": round(skill, 4)},
+        )
+        store.write_run(run, score_records, sample_records)
+        run_ids.append(run_id)
+    return run_ids

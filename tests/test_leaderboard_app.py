@@ -1,0 +1,223 @@
+"""Every page of the Streamlit app, run headless by `streamlit.testing.v1.AppTest` on a mock-model store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import harness
+from harness.store import MARKER_NAME
+from leaderboard.ui import STORE_KEY
+from leaderboard.views import PAGES, VIEWS_DIR
+
+APP = Path(VIEWS_DIR).parent / "app.py"
+TIMEOUT = 30
+# (model name, mock seed, experiment, step): two models, one of them at three checkpoints.
+FIXTURE_RUNS = (
+    ("mock-alpha", "0", "sft", 100),
+    ("mock-alpha", "1", "sft", 200),
+    ("mock-alpha", "2", "sft", 300),
+    ("mock-beta", "3", "base", 100),
+)
+
+
+def _evaluate(store: Path, name: str, seed: str, experiment: str, step: int) -> str:
+    report = harness.evaluate(
+        model=f"mock:{seed}",
+        model_args={"name": name},
+        store=store,
+        experiment=experiment,
+        step=step,
+        bootstrap_resamples=100,
+        use_cache=False,
+    )
+    return report.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lb-app") / "store"
+    for name, seed, experiment, step in FIXTURE_RUNS:
+        _evaluate(root, name, seed, experiment, step)
+    return root
+
+
+def _app(store: Path, page: str | None = None) -> AppTest:
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.session_state[STORE_KEY] = str(store)
+    app.run()
+    if page is not None:
+        app.switch_page(f"views/{page}").run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    return app
+
+
+def _texts(app: AppTest) -> str:
+    parts = [
+        element.value
+        for kind in ("warning", "info", "error", "caption", "markdown")
+        for element in app.get(kind)
+    ]
+    return "\n".join(str(part) for part in parts)
+
+
+def test_every_registered_page_has_its_script() -> None:
+    assert [page.title for page in PAGES][:6] == [
+        "Leaderboard",
+        "Trends",
+        "Compare",
+        "Samples",
+        "Fairness",
+        "Run details",
+    ]
+    assert all(page.path.is_file() for page in PAGES)
+
+
+def test_leaderboard_page(store: Path) -> None:
+    app = _app(store)
+    assert app.title[0].value == "Leaderboard"
+    table = app.dataframe[0].value
+    assert set(table["model"]) == {"mock-alpha", "mock-beta"}
+    assert len(table) == len(FIXTURE_RUNS)
+    assert {"harness_reading_mc", "harness_facts_qa", "harness_prose_ppl", "harness_tone"} <= set(
+        table.columns
+    )
+    assert "average" not in table.columns  # primary metrics differ (acc, exact_match, perplexity)
+
+    app.selectbox(key="lb_metric").set_value("acc").run()
+    table = app.dataframe[0].value
+    assert "average" in table.columns and "average 95% CI" in table.columns
+    assert table["average"].is_monotonic_decreasing
+
+    app.radio(key="lb_rows").set_value("models").run()
+    assert sorted(app.dataframe[0].value["model"]) == ["mock-alpha", "mock-beta"]
+
+    app.text_input(key="lb_search").input("beta").run()
+    assert app.dataframe[0].value["model"].tolist() == ["mock-beta"]
+    app.text_input(key="lb_search").input("no such model").run()
+    assert "No scores match" in _texts(app)
+    assert not app.get("download_button")
+
+
+def test_leaderboard_offers_csv_download(store: Path) -> None:
+    app = _app(store)
+    buttons = app.get("download_button")
+    assert len(buttons) == 1
+    assert "Download CSV" in str(buttons[0].proto)
+
+
+def test_trends_page(store: Path) -> None:
+    app = _app(store, "trends.py")
+    app.selectbox(key="trend_task").set_value("harness_reading_mc").run()
+    app.selectbox(key="trend_metric").set_value("acc").run()
+    assert not app.exception
+    frame = app.dataframe[0].value
+    assert frame[frame["experiment"] == "sft"]["step"].tolist() == [100, 200, 300]
+    assert frame[frame["experiment"] == "base"]["step"].tolist() == [100]
+    (chart,) = app.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]  # band, then line
+
+
+def test_compare_page(store: Path) -> None:
+    app = _app(store, "compare.py")
+    differences = app.dataframe[0].value
+    assert {"task", "metric", "difference", "ci_low", "ci_high", "verdict"} <= set(differences.columns)
+    # Every task × metric of the built-in suite is paired; derived scores (if stored) are not.
+    tests = differences.set_index(["task", "metric"])["test"]
+    assert tests[("harness_reading_mc", "acc")] == "mcnemar"
+    assert tests[("harness_prose_ppl", "word_perplexity")] == "paired_bootstrap"
+    assert len(differences) >= 9
+    assert set(differences["verdict"]) <= {"candidate better", "candidate worse", "no clear difference"}
+    app.selectbox(key="cmp_task").set_value("harness_facts_qa").run()
+    disagreements = app.dataframe[1].value
+    assert {"prompt", "baseline_output", "candidate_output", "target"} <= set(disagreements.columns)
+    assert (disagreements["baseline_output"] != disagreements["candidate_output"]).all()
+    texts = [element.value for element in app.text]
+    assert any("Question:" in text for text in texts)  # the selected document's prompt
+
+
+def test_samples_page(store: Path) -> None:
+    app = _app(store, "samples.py")
+    app.selectbox(key="smp_task").set_value("harness_reading_mc").run()
+    app.selectbox(key="smp_metric").set_value("acc").run()
+    everything = app.dataframe[0].value
+    app.radio(key="smp_correct").set_value("correct").run()
+    correct = app.dataframe[0].value
+    assert 0 < len(correct) < len(everything)
+    assert (correct["value"] == 1.0).all()
+    app.radio(key="smp_correct").set_value("all").run()
+    app.text_input(key="smp_search").input("lantern").run()
+    found = app.dataframe[0].value
+    assert 0 < len(found) < len(everything)
+    assert found["prompt"].str.lower().str.contains("lantern").all()
+
+
+def test_fairness_page(store: Path) -> None:
+    app = _app(store, "fairness.py")
+    # Only harness_facts_qa has a group field (its question category).
+    assert app.selectbox(key="fair_task").value == "harness_facts_qa"
+    table = app.dataframe[0].value
+    assert sorted(table["group"]) == ["arithmetic", "general", "geography", "language", "science"]
+    assert table["n"].sum() == 88
+    labels = [metric.label for metric in app.metric]
+    assert labels == ["Gap (max − min)", "Ratio (min / max)", "Best / worst group"]
+
+
+def test_run_details_page(store: Path) -> None:
+    app = _app(store, "run_details.py")
+    provenance = app.json[0].value
+    assert json.loads(provenance)["adapter"] == "mock"
+    fields = app.dataframe[0].value.set_index("field")["value"]
+    assert fields["model"] in {"mock-alpha", "mock-beta"}
+    counts = app.dataframe[2].value
+    assert counts.set_index("task")["samples"].to_dict()["harness_facts_qa"] == 88
+
+
+def test_new_runs_appear_without_restart(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    _evaluate(root, "mock-first", "5", "late", 1)
+    app = _app(root)
+    assert app.dataframe[0].value["model"].tolist() == ["mock-first"]
+    _evaluate(root, "mock-second", "6", "late", 2)
+    app.run()
+    assert sorted(app.dataframe[0].value["model"]) == ["mock-first", "mock-second"]
+
+
+@pytest.mark.parametrize("page", [page.script for page in PAGES])
+def test_bad_stores_are_explained_on_every_page(tmp_path: Path, page: str) -> None:
+    missing = tmp_path / "missing"
+    app = _app(missing, page)
+    assert "There is no results store" in _texts(app)
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / MARKER_NAME).write_text(json.dumps({"schema_version": 99, "format": "harness-store"}))
+    app.session_state[STORE_KEY] = str(newer)
+    app.run()
+    assert not app.exception and "newer" in _texts(app)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    app.session_state[STORE_KEY] = str(empty)
+    app.run()
+    assert not app.exception and "empty" in _texts(app)
+
+
+def test_run_with_missing_samples_keeps_the_rest_working(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    broken = _evaluate(root, "mock-broken", "7", "x", 1)
+    _evaluate(root, "mock-fine", "8", "x", 2)
+    (root / "samples" / f"part-{broken}.parquet").unlink()
+    app = _app(root)
+    assert sorted(app.dataframe[0].value["model"]) == ["mock-broken", "mock-fine"]
+    app.switch_page("views/samples.py").run()
+    app.selectbox(key="smp_run").set_value(broken).run()
+    assert not app.exception
+    assert "no samples table part" in _texts(app)
+    app.switch_page("views/run_details.py").run()
+    app.selectbox(key="details_run").set_value(broken).run()
+    assert not app.exception
+    assert json.loads(app.json[0].value)["adapter"] == "mock"  # the run itself is still shown
+    assert "no samples table part" in _texts(app)

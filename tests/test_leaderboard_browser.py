@@ -1,0 +1,135 @@
+"""The real app in a real browser: `harness leaderboard` serves a mock-model store to headless Chromium.
+
+Needs Debian's chromium and chromium-driver (`.ci/run` installs them). Set LEADERBOARD_SCREENSHOT to a
+path to keep the screenshot (the README's `docs/leaderboard.png` is made this way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import harness
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+MODELS = ("mock-alpha", "mock-beta", "mock-gamma")
+START_TIMEOUT = 40.0
+RENDER_TIMEOUT = 30.0
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def served_store(tmp_path: Path) -> Iterator[str]:
+    """A store of three mock models, served by `harness leaderboard` on a free loopback port."""
+    store = tmp_path / "store"
+    for index, model in enumerate(MODELS):
+        harness.evaluate(
+            model=f"mock:{index}",
+            model_args={"name": model},
+            store=store,
+            experiment="demo",
+            step=(index + 1) * 1000,
+            bootstrap_resamples=100,
+            use_cache=False,
+        )
+    port = _free_port()
+    command = [sys.executable, "-m", "harness.cli", "leaderboard", "--store", str(store), "--port", str(port)]
+    command += ["--address", "127.0.0.1", "--headless"]
+    # No file watcher: nothing edits the app during the test, and it would cost CPU.
+    environment = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                    if reply.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"the leaderboard server did not start:\n{(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        # The command execs into Streamlit, so this pid is the server itself; its session holds nothing else.
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=10)
+        log.close()
+
+
+def test_leaderboard_renders_in_headless_chromium(served_store: str, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--window-size=1500,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.get(served_store)
+        deadline = time.monotonic() + RENDER_TIMEOUT
+        table_text = ""
+        while time.monotonic() < deadline:
+            tables = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrame"]')
+            # The data grid draws on a canvas but keeps an accessible table of its cells in the DOM.
+            table_text = tables[0].get_attribute("textContent") or "" if tables else ""
+            if all(model in table_text for model in MODELS):
+                break
+            time.sleep(0.2)
+        heading = driver.find_element(By.TAG_NAME, "h1").text
+        time.sleep(0.5)  # let the grid finish painting before the screenshot
+        shot = tmp_path / "leaderboard.png"
+        assert driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    assert heading == "Leaderboard"
+    assert all(model in table_text for model in MODELS), table_text[:500]
+    assert "harness_reading_mc" in table_text
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("LEADERBOARD_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["LEADERBOARD_SCREENSHOT"])
