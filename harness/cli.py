@@ -118,6 +118,7 @@ def _command_tasks(args: argparse.Namespace) -> int:
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.gate_command",
     "harness.leaderboard_command",
+    "harness.ratings_command",
     "harness.score_command",
 )
 

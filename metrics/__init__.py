@@ -7,31 +7,41 @@ Importing the package registers the built-in metrics; plugins register through t
 from __future__ import annotations
 
 # Imported for their registration side effect: every built-in family registers on import.
-from metrics import exact_match, loglikelihood, rolling
+from metrics import bleu, chrf, classification, exact_match, loglikelihood, rolling, rouge, squad
 from metrics.base import (
     METRICS,
     OUTPUT_TYPES,
+    BatchMetric,
     Metric,
     SampleOutcome,
     Score,
     default_metrics,
     get_metric,
+    metric_from_signature,
     statistics_matrix,
 )
-from metrics.uncertainty import bootstrap_replicates, score
+from metrics.uncertainty import bootstrap_replicates, score, score_many
 
 __all__ = [
     "METRICS",
     "OUTPUT_TYPES",
+    "BatchMetric",
     "Metric",
     "SampleOutcome",
     "Score",
+    "bleu",
     "bootstrap_replicates",
+    "chrf",
+    "classification",
     "default_metrics",
     "exact_match",
     "get_metric",
     "loglikelihood",
+    "metric_from_signature",
     "rolling",
+    "rouge",
     "score",
+    "score_many",
+    "squad",
     "statistics_matrix",
 ]

@@ -8,9 +8,10 @@ be written once, generically, as matrix products over a count matrix (see `metri
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Protocol, runtime_checkable
@@ -21,6 +22,7 @@ from harness.errors import HarnessError
 from harness.registry import Registry
 
 OUTPUT_TYPES = frozenset({"loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until"})
+EVALUATE_PREFIX = "evaluate:"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,14 @@ class Metric(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchMetric(Metric, Protocol):
+    """A metric that computes the statistics of many documents faster together than one by one
+    (corpus-wide tokenisation and n-gram counting). Rows equal `sample_statistics` of each outcome."""
+
+    def batch_statistics(self, outcomes: Sequence[SampleOutcome]) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class Score:
     metric: str
@@ -109,8 +119,18 @@ def default_metrics(output_type: str) -> list[str]:
 
 
 def get_metric(name: str, **settings: Any) -> Metric:
-    """Build a metric from its registered name and task-YAML settings (e.g. ignore_case=True)."""
-    factory = METRICS.get(name)  # UnknownNameError suggests the closest name
+    """Build a metric from its registered name and task-YAML settings (e.g. ignore_case=True).
+
+    `evaluate:<name-or-path>` wraps a Hugging Face `evaluate` module (see metrics.hf_evaluate).
+    """
+    if name.startswith(EVALUATE_PREFIX):
+        from metrics.hf_evaluate import load_evaluate_metric  # imports `evaluate` only when asked
+
+        factory: Callable[..., Metric] = functools.partial(
+            load_evaluate_metric, name.removeprefix(EVALUATE_PREFIX)
+        )
+    else:
+        factory = METRICS.get(name)  # UnknownNameError suggests the closest name
     try:
         # Bind first so an unknown setting is reported as a user error, not a TypeError deep inside.
         inspect.signature(factory).bind(**settings)
@@ -125,8 +145,36 @@ def get_metric(name: str, **settings: Any) -> Metric:
     return factory(**settings)
 
 
+def metric_from_signature(signature: str) -> Metric:
+    """Rebuild the metric that produced `signature`, settings included.
+
+    Statistics layouts and aggregation rules can depend on settings (BLEU's n-gram order and
+    smoothing, the label set of F1), so code that re-aggregates stored statistics should rebuild the
+    metric from the stored signature rather than from its bare name. Keys that are not settings of
+    the metric (library versions, descriptive entries) are skipped.
+    """
+    name, *parts = signature.split("|")
+    if name.startswith(EVALUATE_PREFIX):
+        from metrics.hf_evaluate import load_evaluate_metric
+
+        accepted = set(inspect.signature(load_evaluate_metric).parameters)
+    else:
+        accepted = set(inspect.signature(METRICS.get(name)).parameters)
+    settings: dict[str, Any] = {}
+    for part in parts:
+        key, separator, text = part.partition(":")
+        if separator and key in accepted:
+            settings[key] = _decode_setting(text)
+    return get_metric(name, **settings)
+
+
 def statistics_matrix(metric: Metric, outcomes: Iterable[SampleOutcome]) -> np.ndarray:
     """Per-document statistics stacked into shape (n, k), the input of `metrics.uncertainty.score`."""
+    if isinstance(metric, BatchMetric):
+        listed = list(outcomes)
+        if listed:
+            return np.asarray(metric.batch_statistics(listed), dtype=np.float64)
+        return np.zeros((0, len(metric.statistic_names)))
     rows = [metric.sample_statistics(outcome) for outcome in outcomes]
     if not rows:
         return np.zeros((0, len(metric.statistic_names)))
@@ -149,24 +197,69 @@ def require(value: Any, field_name: str, metric: Metric) -> Any:
     return value
 
 
+def require_flag(metric_name: str, key: str, value: object) -> bool:
+    # A YAML typo such as `lowercase: "false"` would be truthy; refuse anything but a boolean.
+    if not isinstance(value, bool):
+        raise HarnessError(f"{metric_name}: setting '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def generation_texts(
+    metric: Metric, outcomes: Sequence[SampleOutcome]
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Predictions and reference tuples of generation outcomes (the target when no references)."""
+    predictions, references = [], []
+    for outcome in outcomes:
+        check_output_type(metric, outcome)
+        predictions.append(require(outcome.prediction, "prediction", metric))
+        references.append(outcome.references or (outcome.target,))
+    return predictions, references
+
+
 def harness_version() -> str:
+    return library_version("harness")  # "unknown" in a source tree that was never installed
+
+
+@functools.cache  # every signature asks; a metadata lookup scans the installed distributions
+def library_version(distribution: str) -> str:
     try:
-        return metadata.version("harness")
+        return metadata.version(distribution)
     except metadata.PackageNotFoundError:
-        return "unknown"  # running from a source tree that was never installed
+        return "unknown"
 
 
-def make_signature(name: str, settings: Mapping[str, object] | None = None) -> str:
-    """sacrebleu-style 'name|key:value|...|harness:VERSION'."""
+def _decode_setting(text: str) -> Any:
+    if text in ("yes", "no"):
+        return text == "yes"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _encode_setting(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and "|" not in value and _decode_setting(value) == value:
+        return value
+    # JSON for everything else, and for strings that would read back as something else ("1",
+    # "yes", "null"); '|' only occurs inside JSON strings, where its escape keeps the signature
+    # splittable on '|'.
+    return json.dumps(value, ensure_ascii=False).replace("|", "\\u007c")
+
+
+def make_signature(
+    name: str, settings: Mapping[str, object] | None = None, libraries: Sequence[str] = ()
+) -> str:
+    """sacrebleu-style 'name|key:value|...|library:VERSION|harness:VERSION'.
+
+    `settings` should be the metric's factory settings (so `metric_from_signature` can rebuild it),
+    `libraries` the distributions whose code determines the number.
+    """
     parts = [name]
     for key, value in (settings or {}).items():
-        if isinstance(value, bool):
-            text = "yes" if value else "no"
-        elif isinstance(value, str) and "|" not in value:
-            text = value
-        else:  # JSON quoting keeps a '|' inside a value from splitting the signature
-            text = json.dumps(value, ensure_ascii=False)
-        parts.append(f"{key}:{text}")
+        parts.append(f"{key}:{_encode_setting(value)}")
+    parts.extend(f"{library}:{library_version(library)}" for library in libraries)
     parts.append(f"harness:{harness_version()}")
     return "|".join(parts)
 

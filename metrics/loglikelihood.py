@@ -57,18 +57,23 @@ def _mc_inputs(metric: object, outcome: SampleOutcome) -> tuple[np.ndarray, int]
 
 
 class Accuracy:
-    """loglikelihood: the continuation is the greedy one; multiple_choice: argmax choice is gold."""
+    """loglikelihood: the continuation is the greedy one; multiple_choice: argmax choice is gold;
+    generate_until (classification by generation): the generated text is the target label, both
+    without surrounding whitespace (as the classification metrics compare labels)."""
 
     name = "acc"
     higher_is_better = True
     statistic_names = ("correct", "count")
-    output_types = frozenset({"loglikelihood", "multiple_choice"})
+    output_types = frozenset({"loglikelihood", "multiple_choice", "generate_until"})
     is_mean = True
 
     def sample_statistics(self, outcome: SampleOutcome) -> tuple[float, ...]:
         check_output_type(self, outcome)
         if outcome.output_type == "loglikelihood":
             return (float(int(require(outcome.is_greedy, "is_greedy", self))), 1.0)
+        if outcome.output_type == "generate_until":
+            prediction: str = require(outcome.prediction, "prediction", self)
+            return (1.0 if prediction.strip() == outcome.target.strip() else 0.0, 1.0)
         logprobs, gold = _mc_inputs(self, outcome)
         # lm-eval maps an out-of-range gold to -100 and scores 0; argmax can never equal either.
         return (1.0 if _argmax(logprobs) == gold else 0.0, 1.0)

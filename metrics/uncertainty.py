@@ -13,6 +13,7 @@ rely on this.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from harness.errors import HarnessError
 from metrics.base import Metric, Score
 
+_NORMAL = NormalDist()
 # Cells of the (chunk, n) index and count matrices held at once (~32 MiB each as int64): large
 # corpora are resampled in chunks instead of materialising B x n at once.
 _MAX_CELLS = 1 << 22
@@ -36,16 +38,17 @@ def _as_statistics(metric: Metric, statistics: np.ndarray) -> np.ndarray:
     return stats
 
 
-def bootstrap_replicates(metric: Metric, statistics: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """Metric values of `resamples` bootstrap resamples of the documents, shape (resamples,)."""
-    stats = _as_statistics(metric, statistics)
-    n = stats.shape[0]
+def _check_resamples(n: int, resamples: int, name: str) -> None:
     if n == 0:
-        raise HarnessError(f"metric '{metric.name}': cannot bootstrap zero samples")
+        raise HarnessError(f"metric '{name}': cannot bootstrap zero samples")
     if resamples < 0:
         raise HarnessError(f"bootstrap resamples must be >= 0, got {resamples}")
+
+
+def _resampled_totals(stats: np.ndarray, resamples: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first resample index, summed statistics of each resample in the chunk), chunk by chunk."""
+    n = stats.shape[0]
     rng = np.random.default_rng(seed)
-    replicates = np.empty(resamples, dtype=np.float64)
     # The chunk size depends on n only, so the draws (and thus pairing) never depend on the metric.
     chunk = max(1, _MAX_CELLS // n)
     for start in range(0, resamples, chunk):
@@ -54,9 +57,113 @@ def bootstrap_replicates(metric: Metric, statistics: np.ndarray, resamples: int,
         # Offset each row into its own block of n bins so one bincount counts every row at once.
         offsets = (np.arange(size, dtype=np.int64) * n)[:, None]
         counts = np.bincount((indices + offsets).ravel(), minlength=size * n).reshape(size, n)
-        totals = counts.astype(np.float64) @ stats
-        replicates[start : start + size] = metric.aggregate(totals)
+        yield start, counts.astype(np.float64) @ stats
+
+
+def bootstrap_replicates(metric: Metric, statistics: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Metric values of `resamples` bootstrap resamples of the documents, shape (resamples,)."""
+    stats = _as_statistics(metric, statistics)
+    _check_resamples(stats.shape[0], resamples, metric.name)
+    replicates = np.empty(resamples, dtype=np.float64)
+    for start, totals in _resampled_totals(stats, resamples, seed):
+        replicates[start : start + totals.shape[0]] = metric.aggregate(totals)
     return replicates
+
+
+def _many_replicates(
+    metrics: Sequence[Metric], statistics: Sequence[np.ndarray], resamples: int, seed: int
+) -> list[np.ndarray]:
+    """`bootstrap_replicates` of several metrics over the same documents, drawing the resamples once."""
+    joined = np.concatenate(statistics, axis=1)
+    bounds = np.cumsum([0, *(stats.shape[1] for stats in statistics)])
+    replicates = [np.empty(resamples, dtype=np.float64) for _ in metrics]
+    for start, totals in _resampled_totals(joined, resamples, seed):
+        for index, metric in enumerate(metrics):
+            block = totals[:, bounds[index] : bounds[index + 1]]
+            replicates[index][start : start + totals.shape[0]] = metric.aggregate(block)
+    return replicates
+
+
+def _point_and_closed_form(
+    metric: Metric, stats: np.ndarray, confidence: float
+) -> tuple[float, float | None, float | None, float | None]:
+    value = float(metric.aggregate(stats.sum(axis=0)))
+    n = stats.shape[0]
+    if n > 1 and metric.is_mean:
+        # lm-eval's mean_stderr; the interval is the matching normal (Wald) interval.
+        stderr = float(np.std(stats[:, 0], ddof=1) / math.sqrt(n))
+        half_width = NormalDist().inv_cdf(0.5 + confidence / 2) * stderr
+        return value, stderr, value - half_width, value + half_width
+    return value, None, None, None
+
+
+def _interval_levels(
+    replicates: np.ndarray, value: float, jackknife: np.ndarray, confidence: float
+) -> list[float]:
+    """Quantile levels of the BCa interval (Efron 1987), scipy.stats.bootstrap's default method.
+
+    Plain percentile intervals of ratio metrics such as F1 or BLEU are too narrow on a few hundred
+    documents (coverage 91-94% for a nominal 95%); the bias correction z0 (how many replicates fall
+    below the value) and the acceleration a (the jackknife's skewness) fix most of that. Where either
+    is undefined (constant replicates or jackknife, infinities) the levels stay the percentile ones.
+    """
+    tail = (1.0 - confidence) / 2
+    percentile = [tail, 1.0 - tail]
+    resamples = replicates.size
+    below = (np.sum(replicates < value) + 0.5 * np.sum(replicates == value)) / resamples
+    spread = jackknife.mean() - jackknife
+    denominator = 6.0 * float(np.sum(spread**2)) ** 1.5
+    if (
+        not (np.isfinite(value) and np.isfinite(replicates).all() and np.isfinite(spread).all())
+        or denominator == 0
+    ):
+        return percentile
+    # Clamped so that a value outside every replicate gives a finite, extreme level.
+    z0 = _NORMAL.inv_cdf(min(max(below, 0.5 / resamples), 1.0 - 0.5 / resamples))
+    acceleration = float(np.sum(spread**3)) / denominator
+    levels = []
+    for level in percentile:
+        z = z0 + _NORMAL.inv_cdf(level)
+        if 1.0 - acceleration * z <= 0:
+            return percentile
+        levels.append(_NORMAL.cdf(z0 + z / (1.0 - acceleration * z)))
+    return levels
+
+
+def _from_replicates(
+    metric: Metric, stats: np.ndarray, value: float, replicates: np.ndarray, confidence: float
+) -> tuple[float, float, float]:
+    stderr = float(np.std(replicates, ddof=1))
+    # Leave-one-out values come straight from the additive statistics: totals minus one document.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        jackknife = np.asarray(metric.aggregate(stats.sum(axis=0)[None, :] - stats), dtype=np.float64)
+    low, high = np.quantile(replicates, _interval_levels(replicates, value, jackknife, confidence))
+    return stderr, float(low), float(high)
+
+
+def _check_arguments(metric: Metric, n: int, confidence: float, bootstrap_resamples: int) -> None:
+    if n == 0:
+        raise HarnessError(f"metric '{metric.name}': no samples to score")
+    if not 0.0 < confidence < 1.0:
+        raise HarnessError(f"confidence must be between 0 and 1, got {confidence}")
+    if bootstrap_resamples < 0:
+        raise HarnessError(f"bootstrap resamples must be >= 0, got {bootstrap_resamples}")
+
+
+def _score(
+    metric: Metric, n: int, value: float, spread: tuple[float | None, float | None, float | None]
+) -> Score:
+    stderr, ci_low, ci_high = spread
+    return Score(
+        metric=metric.name,
+        value=value,
+        stderr=stderr,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        n=n,
+        higher_is_better=metric.higher_is_better,
+        signature=metric.signature(),
+    )
 
 
 def score(
@@ -73,42 +180,51 @@ def score(
     lm-eval's bootstrap_iters=0; mean metrics keep their closed-form stderr. With n == 1 there is no
     spread to estimate, so stderr and CI are None.
     """
-    stats = _as_statistics(metric, statistics)
-    n = stats.shape[0]
-    if n == 0:
-        raise HarnessError(f"metric '{metric.name}': no samples to score")
-    if not 0.0 < confidence < 1.0:
-        raise HarnessError(f"confidence must be between 0 and 1, got {confidence}")
-    if bootstrap_resamples < 0:
-        raise HarnessError(f"bootstrap resamples must be >= 0, got {bootstrap_resamples}")
-
-    value = float(metric.aggregate(stats.sum(axis=0)))
-    stderr: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    if n > 1 and metric.is_mean:
-        # lm-eval's mean_stderr; the interval is the matching normal (Wald) interval.
-        stderr = float(np.std(stats[:, 0], ddof=1) / math.sqrt(n))
-        half_width = NormalDist().inv_cdf(0.5 + confidence / 2) * stderr
-        ci_low, ci_high = value - half_width, value + half_width
-    elif n > 1 and bootstrap_resamples >= 2:
-        replicates = bootstrap_replicates(metric, stats, bootstrap_resamples, seed)
-        stderr = float(np.std(replicates, ddof=1))
-        # Percentile interval: no normality assumption, and it respects skew (perplexities).
-        tail = (1.0 - confidence) / 2
-        low, high = np.quantile(replicates, [tail, 1.0 - tail])
-        ci_low, ci_high = float(low), float(high)
-
-    return Score(
-        metric=metric.name,
-        value=value,
-        stderr=stderr,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        n=n,
-        higher_is_better=metric.higher_is_better,
-        signature=metric.signature(),
-    )
+    return score_many(
+        [metric], [statistics], bootstrap_resamples=bootstrap_resamples, seed=seed, confidence=confidence
+    )[0]
 
 
-__all__ = ["bootstrap_replicates", "score"]
+def score_many(
+    metrics: Sequence[Metric],
+    statistics: Sequence[np.ndarray],
+    *,
+    bootstrap_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> list[Score]:
+    """`score` for several metrics of the same n documents, sharing one set of bootstrap draws.
+
+    Each result equals `score(metric, stats, ...)` with the same seed (the draws depend only on
+    the seed and n); drawing them once makes scoring many metrics of a large corpus cheaper.
+    """
+    if len(metrics) != len(statistics):
+        raise ValueError(f"{len(metrics)} metrics but {len(statistics)} statistics matrices")
+    matrices = [_as_statistics(metric, stats) for metric, stats in zip(metrics, statistics, strict=True)]
+    if not matrices:
+        return []
+    n = matrices[0].shape[0]
+    if any(stats.shape[0] != n for stats in matrices):
+        raise ValueError("score_many needs the statistics of the same documents for every metric")
+    for metric in metrics:
+        _check_arguments(metric, n, confidence, bootstrap_resamples)
+    points = [
+        _point_and_closed_form(m, stats, confidence) for m, stats in zip(metrics, matrices, strict=True)
+    ]
+    spreads: list[tuple[float | None, float | None, float | None]] = [point[1:] for point in points]
+    boot = [i for i, metric in enumerate(metrics) if not metric.is_mean]
+    if n > 1 and bootstrap_resamples >= 2 and boot:
+        replicates = _many_replicates(
+            [metrics[i] for i in boot], [matrices[i] for i in boot], bootstrap_resamples, seed
+        )
+        for index, values in zip(boot, replicates, strict=True):
+            spreads[index] = _from_replicates(
+                metrics[index], matrices[index], points[index][0], values, confidence
+            )
+    return [
+        _score(metric, n, point[0], spread)
+        for metric, point, spread in zip(metrics, points, spreads, strict=True)
+    ]
+
+
+__all__ = ["bootstrap_replicates", "score", "score_many"]

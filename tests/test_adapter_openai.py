@@ -332,7 +332,7 @@ def served_model_process(
 def served_model(served_model_process: tuple[subprocess.Popen[bytes], int, Path] | None) -> str:
     """The server's base URL, once it answers its health check."""
     if served_model_process is None:
-        pytest.skip("needs transformers[serving] (fastapi, uvicorn)")
+        pytest.fail("transformers[serving] (fastapi, uvicorn) is a dev dependency; install '.[dev]'")
     process, port, log_path = served_model_process
     deadline = time.monotonic() + 180
     while True:
