@@ -1,4 +1,5 @@
-"""Metrics built from additive per-sample statistics (sacrebleu-style), matching lm-eval 0.4.13.
+"""Metrics built from additive per-sample statistics (sacrebleu-style), matching lm-eval 0.4.13,
+sacrebleu, rouge-score, scikit-learn and the SQuAD script.
 
 Importing the package registers the built-in metrics; plugins register through the
 `harness.metrics` entry-point group.
@@ -20,12 +21,14 @@ from metrics.base import (
     metric_from_signature,
     statistics_matrix,
 )
+from metrics.corpus import CorpusScores, score_texts
 from metrics.uncertainty import bootstrap_replicates, score, score_many
 
 __all__ = [
     "METRICS",
     "OUTPUT_TYPES",
     "BatchMetric",
+    "CorpusScores",
     "Metric",
     "SampleOutcome",
     "Score",
@@ -42,6 +45,7 @@ __all__ = [
     "rouge",
     "score",
     "score_many",
+    "score_texts",
     "squad",
     "statistics_matrix",
 ]
