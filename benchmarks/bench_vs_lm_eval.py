@@ -35,7 +35,9 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     completed = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
-        raise SystemExit(f"command failed ({completed.returncode}): {' '.join(command)}\n{completed.stderr[-3000:]}")
+        raise SystemExit(
+            f"command failed ({completed.returncode}): {' '.join(command)}\n{completed.stderr[-3000:]}"
+        )
     return elapsed, completed.stdout
 
 

@@ -17,7 +17,7 @@ def test_default_model_on_the_builtin_suite(default_model_path: Path, tmp_path: 
     env = {**os.environ, "HARNESS_CACHE_DIR": str(default_model_path.parent.parent)}
     command = [sys.executable, "-m", "harness.cli", "run", "--limit", "3", "--store", str(tmp_path / "store")]
     first = subprocess.run(
-        command + ["--format", "json"], capture_output=True, text=True, env=env, check=False
+        [*command, "--format", "json"], capture_output=True, text=True, env=env, check=False
     )
     assert first.returncode == 0, first.stderr
     scores = json.loads(first.stdout)
