@@ -38,7 +38,7 @@ def _model_args(pairs: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
-def _format_scores(frame: pd.DataFrame, output_format: str) -> str:
+def format_scores(frame: pd.DataFrame, output_format: str) -> str:
     columns = [c for c in SCORE_COLUMNS if c in frame.columns]
     frame = frame[columns]
     if output_format == "json":
@@ -73,7 +73,7 @@ def _command_run(args: argparse.Namespace) -> int:
     )
     frame = report.to_frame()
     frame.insert(1, "model", report.model)
-    print(_format_scores(frame, args.format))
+    print(format_scores(frame, args.format))
     stats = report.request_stats
     sys.stderr.write(
         f"run {report.run_id}: {stats.unique} distinct requests, {stats.cached} from cache, "
@@ -91,7 +91,7 @@ def _command_scores(args: argparse.Namespace) -> int:
     frame = store.scores(run_id=args.run)
     if args.run and frame.empty:
         raise HarnessError(f"no run '{args.run}' in {store.root}")
-    print(_format_scores(frame, args.format))
+    print(format_scores(frame, args.format))
     return EXIT_OK
 
 

@@ -28,7 +28,7 @@ from harness.requests import (
     RollingLoglikelihoodRequest,
     request_key,
 )
-from metrics import SampleOutcome, Score, score
+from metrics import SampleOutcome, Score, score_many, statistics_matrix
 from tasks.task import Task, TaskInstance
 
 # Results are written to the cache after every chunk of this many requests (rounded to whole contexts).
@@ -199,12 +199,7 @@ def serve_requests(
 
 
 def statistics_for(task: Task, outcomes: Sequence[SampleOutcome]) -> dict[str, np.ndarray]:
-    return {
-        metric.name: np.array([metric.sample_statistics(o) for o in outcomes], dtype=np.float64).reshape(
-            len(outcomes), len(metric.statistic_names)
-        )
-        for metric in task.metrics
-    }
+    return {metric.name: statistics_matrix(metric, outcomes) for metric in task.metrics}
 
 
 def evaluate_tasks(
@@ -235,9 +230,14 @@ def evaluate_tasks(
             task.outcome(inst, [results[request_key(r)] for r in inst.requests]) for inst in instances
         )
         statistics = statistics_for(task, outcomes)
+        # One set of bootstrap draws serves every metric of the task (and keeps them paired).
         scores = tuple(
-            score(metric, statistics[metric.name], bootstrap_resamples=bootstrap_resamples, seed=seed)
-            for metric in task.metrics
+            score_many(
+                task.metrics,
+                [statistics[metric.name] for metric in task.metrics],
+                bootstrap_resamples=bootstrap_resamples,
+                seed=seed,
+            )
         )
         wall = time.perf_counter() - started
         evaluations.append(

@@ -266,7 +266,7 @@ def _provenance(args: argparse.Namespace, result: CorpusScores, task: str, wall:
 def command_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from harness.cli import _format_scores
+    from harness.cli import format_scores
     from harness.store import (
         ResultStore,
         RunRecord,
@@ -300,8 +300,26 @@ def command_score(args: argparse.Namespace) -> int:
     # Runs scored against the same references share a task version, so they compare as one task.
     gold = json.dumps([[row.references, row.label] for row in rows], ensure_ascii=False)
     version = "refs-" + hashlib.sha256(gold.encode("utf-8")).hexdigest()[:12]
+    group_scores = []
+    if args.group_field is not None:
+        from fairness import prediction_group_scores
+
+        group_scores = prediction_group_scores(
+            result.metrics,
+            result.statistics,
+            [row.group for row in rows],
+            labels=[row.label for row in rows] if needs_labels else None,
+            predictions=[row.prediction for row in rows],
+            group_field=args.group_field,
+            bootstrap_resamples=args.bootstrap_resamples,
+            seed=args.seed,
+            where=f"harness score {args.predictions}",
+        )
     # A Score has exactly the fields a ScoreRecord adds to its run, task and task version.
-    scores = [ScoreRecord(run_id=run_id, task=task, task_version=version, **asdict(s)) for s in result.scores]
+    scores = [
+        ScoreRecord(run_id=run_id, task=task, task_version=version, **asdict(s))
+        for s in (*result.scores, *group_scores)
+    ]
     samples = [
         SampleRecord(
             run_id=run_id,
@@ -338,7 +356,7 @@ def command_score(args: argparse.Namespace) -> int:
     frame.insert(1, "model", model)
     if args.format == "table":  # per-class rows get their own table below
         frame = frame[~frame["metric"].str.contains("[", regex=False)]
-    print(_format_scores(frame, args.format))
+    print(format_scores(frame, args.format))
     if args.format == "table" and result.per_class is not None:
         print("\nper class:\n" + result.per_class.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     sys.stderr.write(

@@ -12,23 +12,39 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
-from harness.ratings import Campaign, RatingsDB, RatingsError, export_campaign, normalise_rater
+from harness.ratings import (
+    Campaign,
+    RatingsDB,
+    RatingsError,
+    bradley_terry,
+    export_campaign,
+    human_scores,
+    normalise_rater,
+    rater_quality,
+    read_ratings,
+)
+from harness.ratings.analysis import comparisons
 from harness.ratings.records import Mode
 from leaderboard.data import list_store, load_store
-from leaderboard.ui import STORE_KEY, configured_store
+from leaderboard.ui import STORE_KEY, configured_store, run_label, store_data
 
 __all__ = [
+    "HUMAN_PREFIX",
     "VOTE_LABELS",
+    "cached_human_by_run",
     "check_passcode",
     "configured_passcode",
     "export_quietly",
     "flash",
+    "human_by_run",
+    "human_column_config",
     "pick_campaign",
     "ratings_db",
     "run_names",
@@ -36,11 +52,14 @@ __all__ = [
     "show_progress",
     "sign_in",
     "store_root",
+    "with_human_columns",
 ]
 
+HUMAN_PREFIX = "human "  # leaderboard columns from the ratings table: "human <campaign>/<criterion>"
 VOTE_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 RATER_KEY = "human_rater"  # the signed-in rater's id, shared by every human page of the session
 _FLASH_KEY = "human_flash"
+_REGISTERED_KEY = "human_registered"  # (campaign, rater) pairs this session has already registered
 
 
 def check_passcode(expected: str | None, given: str) -> bool:
@@ -72,7 +91,9 @@ def store_root() -> str:
 
 
 def ratings_db() -> RatingsDB | None:
-    """The store's ratings database, or None after saying how to create a campaign."""
+    """The store's ratings database, or None after saying why there is none to use."""
+    if store_data() is None:  # no store, a newer one, or no runs: explained as every page explains it
+        return None
     root = store_root()
     db = RatingsDB.for_store(root)
     if not db.exists():
@@ -131,8 +152,12 @@ def sign_in(db: RatingsDB, campaign: Campaign) -> str | None:
             st.error("That passcode is not right; ask the campaign's organiser.")
             return None
         rater = str(name)
+    registered: set[tuple[str, str]] = st.session_state.setdefault(_REGISTERED_KEY, set())
     try:
-        rater = db.register_rater(campaign.campaign_id, normalise_rater(rater))
+        rater = normalise_rater(rater)
+        if (campaign.campaign_id, rater) not in registered:
+            db.register_rater(campaign.campaign_id, rater)  # checks the campaign's rater list
+            registered.add((campaign.campaign_id, rater))
     except RatingsError as error:
         st.error(str(error))
         st.button("Sign out", on_click=_sign_out, key="human_sign_out_refused")
@@ -154,6 +179,8 @@ def show_flash() -> None:
         st.success(text)
     elif kind == "warning":
         st.warning(text)
+    elif kind == "error":
+        st.error(text)
 
 
 def show_progress(db: RatingsDB, campaign: Campaign, rater: str) -> None:
@@ -193,11 +220,93 @@ def run_names(run_ids: tuple[str, ...]) -> dict[str, str]:
     """A readable name per run (model · experiment@step · id), for revealing a pair after the vote."""
     root = store_root()
     runs = _runs(list_store(root).key, root)
-    names = {run_id: run_id for run_id in run_ids}
-    if runs.empty:
-        return names
-    for row in runs[runs["run_id"].isin(run_ids)].itertuples():
-        experiment = row.experiment if isinstance(row.experiment, str) else "-"
-        step = "" if pd.isna(row.step) else f"@{int(row.step)}"
-        names[str(row.run_id)] = f"{row.model} · {experiment}{step} · {row.run_id}"
-    return names
+    known = set(runs["run_id"]) if not runs.empty else set()
+    return {run_id: run_label(runs, run_id) if run_id in known else run_id for run_id in run_ids}
+
+
+# -- human columns on the leaderboard --------------------------------------------------------------
+
+
+def human_by_run(ratings: pd.DataFrame, *, resamples: int = 200, seed: int = 0) -> pd.DataFrame:
+    """run_id, column, value, ci_low, ci_high: per rubric campaign and criterion the mean human score
+    (1-5), per pairwise campaign the Bradley–Terry rating (Elo scale), without raters who failed gold
+    checks, as on the results page."""
+    columns = ["run_id", "column", "value", "ci_low", "ci_high"]
+    rows: list[tuple[object, ...]] = []
+    for campaign_id, group in ratings.groupby("campaign_id", sort=True):
+        raters = rater_quality(group)
+        kept = group[~group["is_gold"] & ~group["rater"].isin(raters.loc[raters["flagged"], "rater"])]
+        if kept.empty:
+            continue
+        if kept["mode"].iloc[0] == "rubric":
+            for score in human_scores(kept).itertuples():
+                name = f"{HUMAN_PREFIX}{campaign_id}/{score.question}"
+                rows.append((score.run_id, name, score.mean, score.ci_low, score.ci_high))
+            continue
+        try:
+            board = bradley_terry(comparisons(kept), resamples=resamples, seed=seed).to_frame()
+        except ValueError:
+            continue  # runs that cannot be ranked (never compared) get no column rather than a wrong one
+        for rating in board.itertuples():
+            name = f"{HUMAN_PREFIX}{campaign_id}/rating"
+            rows.append((rating.run_id, name, rating.rating, rating.rating_low, rating.rating_high))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def with_human_columns(shown: pd.DataFrame, human: pd.DataFrame, *, show_intervals: bool) -> pd.DataFrame:
+    """The leaderboard as shown, plus one column per human measure (and its interval), by run_id.
+
+    In models mode a row's run_id is the model's newest run, so it shows that run's human scores.
+    """
+    if human.empty or "run_id" not in shown.columns:
+        return shown
+    trailing = [column for column in ("created_at", "run_id") if column in shown.columns]
+    result = shown.drop(columns=trailing)
+    for name, group in human.groupby("column", sort=True):
+        by_run = group.set_index("run_id")
+        result[str(name)] = shown["run_id"].map(by_run["value"]).astype(float)
+        if show_intervals:
+            pairs = zip(
+                shown["run_id"].map(by_run["ci_low"]), shown["run_id"].map(by_run["ci_high"]), strict=True
+            )
+            result[f"{name} 95% CI"] = [
+                "" if pd.isna(low) or pd.isna(high) else f"[{low:.2f}, {high:.2f}]" for low, high in pairs
+            ]
+    return pd.concat([result, shown[trailing]], axis=1)
+
+
+def human_column_config(columns: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for column in (str(c) for c in columns):
+        if not column.startswith(HUMAN_PREFIX) or column.endswith("CI"):
+            continue
+        if column.endswith("/rating"):
+            help_text = "Bradley–Terry rating from blind pairwise votes (Elo scale, 1000 = average)"
+            config[column] = st.column_config.NumberColumn(column, format="%.0f", help=help_text)
+        else:
+            help_text = "Mean human score, 1-5 (items averaged over their raters)"
+            config[column] = st.column_config.NumberColumn(column, format="%.2f", help=help_text)
+    return config
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _human_by_run(root: str, stamp: tuple[tuple[str, int, int], ...]) -> pd.DataFrame:
+    del stamp  # the ratings parts' names, sizes and modification times: a new export changes it
+    return human_by_run(read_ratings(root))
+
+
+def cached_human_by_run(root: str) -> pd.DataFrame:
+    """`human_by_run` over the store's exported ratings, recomputed only when an export changes."""
+    directory = Path(root) / "ratings"
+    try:
+        stats = [(part.name, part.stat()) for part in sorted(directory.glob("part-*.parquet"))]
+    except OSError:  # a part replaced while listing: the next rerun sees the new one
+        stats = []
+    stamp = tuple((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)
+    if not stamp:
+        return pd.DataFrame(columns=["run_id", "column", "value", "ci_low", "ci_high"])
+    try:
+        return _human_by_run(root, stamp)
+    except HarnessError as error:
+        st.warning(f"Human ratings are not shown: {error}")
+        return pd.DataFrame(columns=["run_id", "column", "value", "ci_low", "ci_high"])

@@ -72,6 +72,11 @@ class Task:
         if not specs:
             return tuple(get_metric(name) for name in default_metrics(self.output_type))
         chosen = []
+        names = [spec.name for spec in specs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            # Per-sample statistics are stored by metric name, so one name can hold one setting only.
+            raise HarnessError(f"task '{self.name}' lists metric '{repeated[0]}' more than once")
         for spec in specs:
             metric = get_metric(spec.name, **dict(spec.settings))
             if self.output_type not in metric.output_types:

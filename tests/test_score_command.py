@@ -74,7 +74,10 @@ def test_generation_metrics_match_the_libraries_and_are_stored(
         "--model", "my-model", "--store", str(store), "--group-field", "lang", "--format", "json",
     )  # fmt: skip
     assert code == 0, err
-    scores = {row["metric"]: row for row in json.loads(out)}
+    every_row = {row["metric"]: row for row in json.loads(out)}
+    # The group field adds per-group and gap rows after the corpus metrics.
+    assert {"group/bleu/0", "group/bleu/1", "fairness/bleu/difference"} <= set(every_row)
+    scores = {m: row for m, row in every_row.items() if not m.startswith(("group/", "fairness/"))}
     assert list(scores) == [
         "bleu",
         "chrf",
@@ -289,3 +292,42 @@ def test_the_console_command_end_to_end(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.startswith("harness: error: unknown metric 'nope' (known: acc,")
     assert bad.stderr.count("\n") == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_group_field_adds_fairness_rows_equal_to_fairlearn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fairlearn.metrics import demographic_parity_difference
+
+    rng = np.random.default_rng(5)
+    groups = rng.choice(["a", "b", "c"], size=90)
+    labels = rng.integers(0, 2, size=90)
+    predictions = np.where(rng.random(90) < 0.8, labels, 1 - labels)
+    path = _write_jsonl(
+        tmp_path / "classified.jsonl",
+        [
+            {"prediction": str(p), "label": str(y), "who": str(g)}
+            for p, y, g in zip(predictions, labels, groups, strict=True)
+        ],
+    )
+    code, out, err = _run(
+        capsys,
+        "score",
+        "--predictions",
+        str(path),
+        "--metrics",
+        "f1",
+        "--label-field",
+        "label",
+        "--group-field",
+        "who",
+        "--store",
+        str(tmp_path / "store"),
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    rows = {row["metric"]: row for row in json.loads(out)}
+    assert {"group/f1/a", "group/f1/b", "group/f1/c"} <= set(rows)
+    expected = demographic_parity_difference(labels, predictions, sensitive_features=groups)
+    assert rows["fairness/demographic_parity_difference"]["value"] == pytest.approx(expected, abs=1e-12)

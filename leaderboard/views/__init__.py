@@ -36,4 +36,7 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("samples.py", "Samples", ":material/article:", "Results", "samples"),
     PageSpec("fairness.py", "Fairness", ":material/balance:", "Results", "fairness"),
     PageSpec("run_details.py", "Run details", ":material/info:", "Results", "run-details"),
+    PageSpec("rate_rubric.py", "Rate outputs", ":material/rate_review:", "Human evaluation", "rate-rubric"),
+    PageSpec("rate_pairwise.py", "Compare answers", ":material/compare:", "Human evaluation", "pairwise"),
+    PageSpec("human_results.py", "Human results", ":material/groups:", "Human evaluation", "human-results"),
 )

@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from leaderboard.data import StoreData
+from leaderboard.human import cached_human_by_run, human_column_config, with_human_columns
 from leaderboard.ranking import (
     AVERAGE,
     MEAN_RANK,
@@ -103,11 +104,15 @@ def main() -> None:
         board = cached_leaderboard(data, metric=metric, rows=str(rows), filters=filters, rank_by=rank_by)
     show_intervals = st.toggle("Show 95% confidence intervals", value=True, key="lb_intervals")
     shown = display_table(board, show_intervals=show_intervals)
+    shown = with_human_columns(shown, cached_human_by_run(data.root), show_intervals=show_intervals)
     st.dataframe(
         shown,
         hide_index=True,
         width="stretch",
-        column_config=_column_config(list(shown.columns), board.tasks, dict(board.metrics)),
+        column_config={
+            **_column_config(list(shown.columns), board.tasks, dict(board.metrics)),
+            **human_column_config(shown.columns),
+        },
     )
     st.caption(_explain(board, len(shown), str(rows)))
     table = board.table
