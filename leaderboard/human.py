@@ -134,6 +134,7 @@ def _sign_out() -> None:
 def sign_in(db: RatingsDB, campaign: Campaign) -> str | None:
     """The rater's id once they are identified and allowed in this campaign; None while signing in."""
     rater = st.session_state.get(RATER_KEY)
+    typed = False
     if rater is None and _login_configured():
         if not st.user.is_logged_in:
             st.info("Log in to rate.")
@@ -151,7 +152,7 @@ def sign_in(db: RatingsDB, campaign: Campaign) -> str | None:
         if not check_passcode(passcode, str(given)):
             st.error("That passcode is not right; ask the campaign's organiser.")
             return None
-        rater = str(name)
+        rater, typed = str(name), True
     registered: set[tuple[str, str]] = st.session_state.setdefault(_REGISTERED_KEY, set())
     try:
         rater = normalise_rater(rater)
@@ -163,6 +164,8 @@ def sign_in(db: RatingsDB, campaign: Campaign) -> str | None:
         st.button("Sign out", on_click=_sign_out, key="human_sign_out_refused")
         return None
     st.session_state[RATER_KEY] = rater
+    if typed:
+        st.rerun()  # start over signed in, so the sign-in form does not linger above the first item
     st.sidebar.caption(f"Rating as **{rater}**")
     st.sidebar.button("Sign out", on_click=_sign_out, key="human_sign_out")
     return rater

@@ -1,0 +1,138 @@
+"""Blind pairwise page: one prompt, two runs' answers in a random order, names shown after the vote.
+
+The order is drawn per rater and item (stable across reruns) and recorded with the vote. Submitting
+runs in the button's callback, bound to the pair the form showed, so a second tab or a double click
+can never attach a vote to a different pair.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from harness.ratings import VOTES, Campaign, RatingsDB, RatingsError, ServedItem
+from leaderboard.human import (
+    VOTE_LABELS,
+    export_quietly,
+    flash,
+    pick_campaign,
+    ratings_db,
+    run_names,
+    show_flash,
+    show_progress,
+    sign_in,
+)
+
+_REVEAL_KEY = "rp_reveal"
+
+
+def _on_vote(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem, prefix: str) -> None:
+    vote = st.session_state.get(f"{prefix}:vote")
+    if vote is None:
+        flash("warning", "Choose one of the four answers before submitting.")
+        return
+    try:
+        result = db.submit(
+            campaign.campaign_id,
+            rater,
+            served.item.item_id,
+            {"preference": vote},
+            display_order=served.display_order,
+            comment=str(st.session_state.get(f"{prefix}:comment") or ""),
+        )
+    except RatingsError as error:
+        flash("error", str(error))  # nothing was written; the vote stays selected for another try
+        return
+    export_quietly(db, campaign.campaign_id)
+    st.session_state[_REVEAL_KEY] = {
+        "campaign": campaign.campaign_id,
+        "order": served.display_order,
+        "vote": vote,
+        "message": result.message,
+        "saved": result.saved,
+    }
+
+
+def _on_skip(db: RatingsDB, campaign: Campaign, rater: str, item_id: str) -> None:
+    try:
+        db.skip(campaign.campaign_id, rater, item_id)
+    except RatingsError as error:
+        flash("error", str(error))
+        return
+    flash("success", "Skipped; you will not see that pair again.")
+
+
+def _reveal(reveal: dict[str, Any]) -> None:
+    """The vote just cast, and which run wrote which answer."""
+    order: tuple[str, ...] = reveal["order"]
+    text = f"{reveal['message']} You chose: {VOTE_LABELS[reveal['vote']]}."
+    (st.success if reveal["saved"] else st.warning)(text)
+    if order[0].startswith("gold:"):
+        st.markdown("Both answers were written for this campaign as a check.")
+    else:
+        names = run_names(order)
+        st.markdown(f"**A** was {names[order[0]]}  \n**B** was {names[order[1]]}")
+    st.button(
+        "Next pair", type="primary", key="rp_next", on_click=st.session_state.pop, args=(_REVEAL_KEY, None)
+    )
+
+
+def _vote_form(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem) -> None:
+    item = served.item
+    st.markdown("**Prompt**")
+    st.text(item.prompt)
+    left, right = st.columns(2)
+    left.markdown("**Answer A**")
+    left.text(served.outputs[0])
+    right.markdown("**Answer B**")
+    right.text(served.outputs[1])
+    prefix = f"rp:{campaign.campaign_id}:{item.item_id}"
+    with st.form(f"{prefix}:form"):
+        st.radio(
+            "Which answer is better?",
+            VOTES,
+            index=None,
+            horizontal=True,
+            format_func=VOTE_LABELS.__getitem__,
+            key=f"{prefix}:vote",
+        )
+        st.text_area("Comment (optional)", key=f"{prefix}:comment", max_chars=5000)
+        submit_column, skip_column = st.columns([1, 5])
+        submit_column.form_submit_button(
+            "Submit vote", type="primary", on_click=_on_vote, args=(db, campaign, rater, served, prefix)
+        )
+        skip_column.form_submit_button(
+            "Skip this pair", on_click=_on_skip, args=(db, campaign, rater, item.item_id)
+        )
+
+
+def main() -> None:
+    st.title("Compare answers")
+    db = ratings_db()
+    if db is None:
+        return
+    campaign = pick_campaign(db, ("pairwise",), key="rp_campaign")
+    if campaign is None:
+        return
+    rater = sign_in(db, campaign)
+    if rater is None:
+        return
+    reveal = st.session_state.get(_REVEAL_KEY)
+    if reveal is not None and reveal["campaign"] == campaign.campaign_id:
+        _reveal(reveal)
+        return
+    show_flash()
+    show_progress(db, campaign, rater)
+    st.caption(
+        "The two answers come from different models, in a random order; their names show after you vote."
+    )
+    served = db.next_item(campaign.campaign_id, rater)
+    if served is None:
+        st.success("Nothing is left for you to compare in this campaign. Thank you!")
+        return
+    _vote_form(db, campaign, rater, served)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Rubric rating page: a prompt and one output, rated 1-5 on each criterion of the campaign's rubric.
+
+Submitting runs in the button's callback, bound to the item the form showed: a rerun (or another tab
+rating the same item first) can change what the page would show next, never what was answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from harness.ratings import Campaign, RatingsDB, RatingsError, ServedItem
+from harness.ratings.rubric import SCALE_POINTS, Criterion
+from leaderboard.human import (
+    export_quietly,
+    flash,
+    pick_campaign,
+    ratings_db,
+    show_flash,
+    show_progress,
+    sign_in,
+)
+
+
+def _point_label(criterion: Criterion) -> Callable[[int], str]:
+    return lambda point: f"{point} · {criterion.describe(point)}"
+
+
+def _on_submit(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem, prefix: str) -> None:
+    assert campaign.rubric is not None
+    answers = {c.name: st.session_state.get(f"{prefix}:{c.name}") for c in campaign.rubric.criteria}
+    missing = [name for name, value in answers.items() if value is None]
+    if missing:
+        flash("warning", f"Rate every criterion before submitting (missing: {', '.join(missing)}).")
+        return
+    try:
+        result = db.submit(
+            campaign.campaign_id,
+            rater,
+            served.item.item_id,
+            {name: int(value) for name, value in answers.items() if value is not None},
+            display_order=served.display_order,
+            comment=str(st.session_state.get(f"{prefix}:comment") or ""),
+        )
+    except RatingsError as error:
+        # Nothing was written and the form keeps its answers, so submitting again is one click.
+        flash("error", str(error))
+        return
+    export_quietly(db, campaign.campaign_id)
+    flash("success" if result.saved else "warning", result.message)
+
+
+def _on_skip(db: RatingsDB, campaign: Campaign, rater: str, item_id: str) -> None:
+    try:
+        db.skip(campaign.campaign_id, rater, item_id)
+    except RatingsError as error:
+        flash("error", str(error))
+        return
+    flash("success", "Skipped; you will not see that item again.")
+
+
+def main() -> None:
+    st.title("Rate outputs")
+    db = ratings_db()
+    if db is None:
+        return
+    campaign = pick_campaign(db, ("rubric",), key="rr_campaign")
+    if campaign is None or campaign.rubric is None:
+        return
+    rater = sign_in(db, campaign)
+    if rater is None:
+        return
+    show_flash()
+    show_progress(db, campaign, rater)
+    served = db.next_item(campaign.campaign_id, rater)
+    if served is None:
+        st.success("Nothing is left for you to rate in this campaign. Thank you!")
+        return
+    rubric, item = campaign.rubric, served.item
+    if rubric.instructions:
+        st.info(rubric.instructions)
+    st.markdown("**Prompt**")
+    st.text(item.prompt)
+    st.markdown("**Output**")
+    st.text(served.outputs[0])
+    if rubric.show_target and item.target:
+        st.markdown("**Reference answer**")
+        st.text(item.target)
+    prefix = f"rr:{campaign.campaign_id}:{item.item_id}"
+    with st.form(f"{prefix}:form"):
+        for criterion in rubric.criteria:
+            st.radio(
+                f"**{criterion.name}**: {criterion.question}",
+                SCALE_POINTS,
+                index=None,
+                format_func=_point_label(criterion),
+                key=f"{prefix}:{criterion.name}",
+            )
+        st.text_area("Comment (optional)", key=f"{prefix}:comment", max_chars=5000)
+        submit_column, skip_column = st.columns([1, 5])
+        submit_column.form_submit_button(
+            "Submit", type="primary", on_click=_on_submit, args=(db, campaign, rater, served, prefix)
+        )
+        skip_column.form_submit_button(
+            "Skip this item", on_click=_on_skip, args=(db, campaign, rater, item.item_id)
+        )
+
+
+if __name__ == "__main__":
+    main()
