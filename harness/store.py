@@ -37,6 +37,7 @@ from harness.errors import HarnessError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "atomic_write",
     "ResultStore",
     "RunRecord",
     "SampleRecord",
@@ -241,7 +242,7 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write via `write(file)` to a dot-named temp file next to `target`, fsync, then rename."""
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     # Not tempfile.mkstemp: its 0600 mode would make the finished file private to this user,
@@ -260,7 +261,7 @@ def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
 
 
 def _write_parquet(table: pa.Table, target: Path) -> None:
-    _atomic_write(target, lambda handle: pq.write_table(table, handle))
+    atomic_write(target, lambda handle: pq.write_table(table, handle))
 
 
 def _part_name(run_id: str) -> str:
@@ -330,7 +331,7 @@ class ResultStore:
         if not self._check():
             self.root.mkdir(parents=True, exist_ok=True)
             payload = json.dumps({"schema_version": SCHEMA_VERSION, "format": STORE_FORMAT}, indent=2)
-            _atomic_write(self._marker, lambda handle: handle.write(payload.encode("utf-8") + b"\n"))
+            atomic_write(self._marker, lambda handle: handle.write(payload.encode("utf-8") + b"\n"))
         # Always, not only after writing the marker: a concurrent creator may have written the
         # marker but not yet the table directories.
         for table in TABLES:

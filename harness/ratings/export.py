@@ -26,7 +26,7 @@ from harness.ratings.db import RatingsDB
 from harness.ratings.errors import RatingsError
 from harness.ratings.records import Campaign, Item
 from harness.ratings.schema import RatingRow
-from harness.store import _atomic_write
+from harness.store import atomic_write
 
 __all__ = [
     "RATINGS_SCHEMA",
@@ -158,7 +158,7 @@ def export_campaign(db: RatingsDB, store_root: str | Path, campaign_id: str) -> 
     with _export_lock(directory):
         campaign, items, rows = db.rating_rows(campaign_id)
         table = ratings_table(campaign, items, rows)
-        _atomic_write(target, lambda handle: pq.write_table(table, handle))
+        atomic_write(target, lambda handle: pq.write_table(table, handle))
     return target, table.num_rows
 
 
