@@ -37,11 +37,11 @@ from harness.errors import HarnessError
 
 __all__ = [
     "SCHEMA_VERSION",
-    "atomic_write",
     "ResultStore",
     "RunRecord",
     "SampleRecord",
     "ScoreRecord",
+    "atomic_write",
     "default_store_path",
     "new_run_id",
 ]
