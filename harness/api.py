@@ -79,7 +79,9 @@ def _resolve_model(
     if isinstance(model, str):
         return load_adapter(model, model_args)
     if tokenizer is not None:
-        batch_size = int(model_args.get("batch_size", 8))
+        from harness.adapters.hf import parse_batch_size
+
+        batch_size = parse_batch_size(str(model_args.get("batch_size", "auto")))
         return wrap_model(
             model, tokenizer, name=str(model_args.get("name", "in-memory")), batch_size=batch_size
         )
@@ -147,6 +149,8 @@ def evaluate(
         raise HarnessError("--limit must be a positive number of documents")
     if bootstrap_resamples < 0:
         raise HarnessError("--bootstrap-resamples must be 0 or more")
+    if not 0 <= seed < 2**32:
+        raise HarnessError("--seed must be a whole number from 0 to 4294967295")
     store_root = Path(store) if store is not None else default_store_path()
     result_store = ResultStore(store_root)
     if write:

@@ -26,6 +26,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.store import ResultStore
 from metrics import Metric, bootstrap_replicates, metric_from_signature
+from metrics.base import is_derived_metric
 
 __all__ = [
     "MetricComparison",
@@ -246,9 +247,6 @@ def _signature_core(signature: str, ignore_harness_version: bool) -> str:
     return "|".join(part for part in signature.split("|") if not part.startswith("harness:"))
 
 
-DERIVED_METRIC_PREFIXES = ("fairness/", "group/")
-
-
 def _score_rows(store: ResultStore, run_id: str) -> dict[tuple[str, str], pd.Series]:
     frame = store.scores(run_id)
     if frame.empty and run_id not in set(store.runs()["run_id"]):
@@ -258,7 +256,7 @@ def _score_rows(store: ResultStore, run_id: str) -> dict[tuple[str, str], pd.Ser
     return {
         (str(row["task"]), str(row["metric"])): row
         for _, row in frame.iterrows()
-        if not str(row["metric"]).startswith(DERIVED_METRIC_PREFIXES)
+        if not is_derived_metric(str(row["metric"]))
     }
 
 

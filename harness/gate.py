@@ -40,6 +40,7 @@ import yaml
 from harness.compare import MetricComparison, RunComparison, compare_runs
 from harness.errors import HarnessError
 from harness.store import ResultStore
+from metrics.base import is_derived_metric
 
 __all__ = [
     "GateCheck",
@@ -393,4 +394,6 @@ def run_gate(
 
 def _pairs(store: ResultStore, run_id: str) -> Sequence[tuple[str, str]]:
     frame = store.scores(run_id)
-    return list(zip(frame["task"].astype(str), frame["metric"].astype(str), strict=True))
+    pairs = zip(frame["task"].astype(str), frame["metric"].astype(str), strict=True)
+    # Gates judge task metrics; fairness and per-group rows have no per-document pairing.
+    return [(task, metric) for task, metric in pairs if not is_derived_metric(metric)]

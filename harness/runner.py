@@ -1,8 +1,8 @@
 """The runner: tasks → requests → (cache) → adapter → results → per-sample statistics → scores.
 
-Requests from every task are pooled, deduplicated and served in chunks; each chunk's results go into the
-request cache as soon as they arrive, so a killed run resumes where it stopped and re-running an unchanged
-model makes no model calls at all.
+Each task's requests are deduplicated and served in chunks; each chunk's results go into the request
+cache as soon as they arrive, so a killed run resumes where it stopped and re-running an unchanged model
+makes no model calls at all. Tasks run one after another so each records its own cost.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.store import ResultStore
-from leaderboard.sample_metrics import known_metric, per_sample_values
+from leaderboard.sample_metrics import known_metric, per_sample_values, signature_of
 from leaderboard.samples_view import output_text
 
 __all__ = [
@@ -131,7 +131,11 @@ def task_differences(
     """
     unpaired = unpaired_differences(scores, baseline, candidate, confidence=confidence)
     keys = list(zip(unpaired["task"], unpaired["metric"], strict=True))
-    pairable = [key for key in keys if known_metric(str(key[1])) is not None]
+    pairable = [
+        key
+        for key in keys
+        if known_metric(str(key[1]), signature_of(scores, baseline, str(key[0]), str(key[1]))) is not None
+    ]
     if not pairable:
         note = "No shared score has per-document statistics to pair."
         return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)
@@ -165,7 +169,12 @@ def verdicts(table: pd.DataFrame) -> pd.Series:
 
 
 def disagreements(
-    baseline: pd.DataFrame, candidate: pd.DataFrame, metric: str, *, only_differing: bool = True
+    baseline: pd.DataFrame,
+    candidate: pd.DataFrame,
+    metric: str,
+    *,
+    only_differing: bool = True,
+    signature: str | None = None,
 ) -> pd.DataFrame:
     """Shared documents of one task, the largest disagreement on `metric` first.
 
@@ -185,7 +194,7 @@ def disagreements(
                 "prompt": frame["prompt"].astype(str),
                 "target": frame["target"].astype(str),
                 "output": outputs,
-                "value": per_sample_values(frame["statistics"], metric).to_numpy(dtype=float),
+                "value": per_sample_values(frame["statistics"], metric, signature).to_numpy(dtype=float),
             }
         ).drop_duplicates("doc_id")
 

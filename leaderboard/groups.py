@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from leaderboard.sample_metrics import subset_score
+from metrics.base import DERIVED_METRIC_PREFIXES
 
 __all__ = ["GroupReport", "group_report", "stored_fairness_scores"]
 
 # Prefixes of score rows that the fairness metrics store next to a task's ordinary scores.
-STORED_PREFIXES = ("group/", "fairness/")
+STORED_PREFIXES = DERIVED_METRIC_PREFIXES
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,16 @@ def group_report(
     higher_is_better: bool = True,
     confidence: float = 0.95,
     resamples: int = 1000,
+    signature: str | None = None,
 ) -> GroupReport:
     """Each group's `metric` over its own documents, with an interval, plus max-min gap and min/max ratio."""
     grouped = samples[samples["group"].notna()]
     rows = []
     method = "none"
     for group, frame in grouped.groupby(grouped["group"].astype(str), sort=True):
-        result = subset_score(frame["statistics"], metric, confidence=confidence, resamples=resamples)
+        result = subset_score(
+            frame["statistics"], metric, confidence=confidence, resamples=resamples, signature=signature
+        )
         if result.n == 0:
             continue  # this group's documents lack the metric (another metric of the task)
         method = result.method

@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from metrics import Metric, get_metric
+from metrics import Metric, get_metric, metric_from_signature
 from metrics import score as score_statistics
+from metrics.base import is_derived_metric
 
 __all__ = [
     "SubsetScore",
@@ -51,21 +52,37 @@ def metric_names(statistics: pd.Series) -> list[str]:
     return list(seen)
 
 
-def known_metric(name: str) -> Metric | None:
-    """The registered metric called `name`, or None (a plugin not installed here, a derived score)."""
+def signature_of(scores: pd.DataFrame, run_id: str, task: str, metric: str) -> str | None:
+    """The stored signature of one score row (settings included), or None when the run lacks it."""
+    match = scores[(scores["run_id"] == run_id) & (scores["task"] == task) & (scores["metric"] == metric)]
+    return None if match.empty else str(match["signature"].iloc[0])
+
+
+def known_metric(name: str, signature: str | None = None) -> Metric | None:
+    """The metric called `name`, rebuilt from its stored signature when that works (settings such as
+    F1's labels or BLEU's smoothing change how statistics aggregate), or None for a derived score."""
+    if is_derived_metric(name):
+        return None
+    if signature:
+        try:
+            return metric_from_signature(signature)
+        except HarnessError:
+            pass  # a signature from another harness version or a plugin: fall back to the name
     try:
         return get_metric(name)
     except HarnessError:
         return None  # a plugin metric that is not installed here: fall back to bare values
 
 
-def statistics_for(statistics: pd.Series, name: str) -> tuple[np.ndarray, Metric | None]:
+def statistics_for(
+    statistics: pd.Series, name: str, signature: str | None = None
+) -> tuple[np.ndarray, Metric | None]:
     """The (n, k) statistics of metric `name` in its `statistic_names` order, and the metric.
 
     Rows that lack them are NaN. Without a registered metric, a bare per-document value is (n, 1).
     """
     rows = _parse(statistics)
-    metric = known_metric(name)
+    metric = known_metric(name, signature)
     if metric is None:
         values = [row.get(name, math.nan) for row in rows]
         return np.asarray(values, dtype=np.float64).reshape(len(rows), 1), None
@@ -81,9 +98,9 @@ def statistics_for(statistics: pd.Series, name: str) -> tuple[np.ndarray, Metric
     return matrix, metric
 
 
-def per_sample_values(statistics: pd.Series, name: str) -> pd.Series:
+def per_sample_values(statistics: pd.Series, name: str, signature: str | None = None) -> pd.Series:
     """Each document's own value of metric `name` (NaN where it is missing), indexed like the input."""
-    matrix, metric = statistics_for(statistics, name)
+    matrix, metric = statistics_for(statistics, name, signature)
     if metric is None:
         values = matrix[:, 0]
     else:
@@ -102,15 +119,21 @@ class SubsetScore:
 
 
 def subset_score(
-    statistics: pd.Series, name: str, *, confidence: float = 0.95, resamples: int = 1000, seed: int = 0
+    statistics: pd.Series,
+    name: str,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+    signature: str | None = None,
 ) -> SubsetScore:
     """Metric `name` over the given documents, with an interval made the way the runner makes it.
 
     Mean metrics (accuracy, exact match) get the closed-form normal interval; ratio metrics
-    (perplexities) a seeded percentile bootstrap. Unregistered metrics: the mean of the bare
+    (perplexities) a seeded bootstrap (BCa), as the runner. Unregistered metrics: the mean of the bare
     per-document values with a normal interval.
     """
-    matrix, metric = statistics_for(statistics, name)
+    matrix, metric = statistics_for(statistics, name, signature)
     matrix = matrix[~np.isnan(matrix).any(axis=1)]
     n = int(matrix.shape[0])
     if n == 0:

@@ -39,14 +39,14 @@ def output_text(prediction: object, choice_logprobs: object) -> str:
     return ""
 
 
-def sample_table(samples: pd.DataFrame, metric: str | None) -> pd.DataFrame:
+def sample_table(samples: pd.DataFrame, metric: str | None, signature: str | None = None) -> pd.DataFrame:
     """doc_id, task, group, prompt, target, output and `value` (the metric for this document)."""
     outputs = [
         output_text(prediction, logprobs)
         for prediction, logprobs in zip(samples["prediction"], samples["choice_logprobs"], strict=True)
     ]
     values = (
-        per_sample_values(samples["statistics"], metric)
+        per_sample_values(samples["statistics"], metric, signature)
         if metric is not None
         else pd.Series(math.nan, index=samples.index)
     )

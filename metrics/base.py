@@ -145,6 +145,15 @@ def get_metric(name: str, **settings: Any) -> Metric:
     return factory(**settings)
 
 
+# Score rows that summarise subsets of a task's samples (fairness gaps, per-group values) rather than
+# one per-sample statistic: they cannot be paired document by document.
+DERIVED_METRIC_PREFIXES = ("fairness/", "group/")
+
+
+def is_derived_metric(name: str) -> bool:
+    return name.startswith(DERIVED_METRIC_PREFIXES)
+
+
 def metric_from_signature(signature: str) -> Metric:
     """Rebuild the metric that produced `signature`, settings included.
 

@@ -15,7 +15,12 @@ Document = dict[str, Any]
 
 
 def _read_json(path: Path) -> list[Document]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise HarnessError(f"{path}: cannot read: {error.strerror}") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:

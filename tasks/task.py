@@ -99,7 +99,9 @@ class Task:
         if split is None:
             raise HarnessError(f"task '{self.name}' asks for few-shot examples but names no split for them")
         pool = load_split(config, split)
-        if len(pool) < config.num_fewshot + 1:
+        # One spare document is needed only when the evaluated document itself may be drawn.
+        needed = config.num_fewshot + (1 if config.fewshot_split == config.test_split else 0)
+        if len(pool) < needed:
             raise HarnessError(f"task '{self.name}' has too few documents for {config.num_fewshot}-shot")
         return pool
 
@@ -140,7 +142,8 @@ class Task:
 
     def _context(self, doc: Document, rng: random.Random, pool: list[Document] | None) -> str:
         config = self.config
-        parts = [config.description]
+        description = templates.doc_to_text(config.description, doc, False) if config.description else ""
+        parts = [str(description)]
         if config.num_fewshot > 0 and pool is not None:
             if config.fewshot_split == config.test_split:
                 # Draw one extra and drop the evaluated document itself, as lm-eval does.
@@ -165,7 +168,8 @@ class Task:
                 raise HarnessError(
                     f"task '{self.name}': document {doc_id} has no field '{config.group_field}'"
                 )
-            group = str(doc[config.group_field])
+            value = doc[config.group_field]
+            group = None if value is None else str(value)
         if config.output_type == "multiple_choice":
             choices = self._choices(doc)
             gold = self._gold_index(doc, choices)

@@ -8,12 +8,13 @@ prefix of an empty context and of the first perplexity window, and the same roll
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from harness.requests import (
 )
 
 DEFAULT_MAX_LENGTH = 2048
+# Part of every fingerprint: bump it when tokenisation, windows or scoring change, so cached answers
+# computed the old way are not reused.
+SCORING_VERSION = 1
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 _DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps|xpu|hpu|npu|meta)(:\d+)?")
 MODEL_ARGS = frozenset({"dtype", "device", "batch_size", "max_length", "tokenizer", "name"})
@@ -107,7 +111,6 @@ class HFAdapter:
             self._prepare()
 
     def _prepare(self) -> None:
-        self._model.eval()
         tokenizer = self._tokenizer
         self.device = next(self._model.parameters()).device
         if self.batch_size <= 0:
@@ -123,6 +126,18 @@ class HFAdapter:
             assert self._loader is not None
             self._model, self._tokenizer = self._loader()
             self._prepare()
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode (no dropout) while scoring; a training loop's model goes back to training after."""
+        model = self.model
+        was_training = bool(getattr(model, "training", False))
+        model.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                model.train()
 
     @property
     def model(self) -> Any:
@@ -143,7 +158,7 @@ class HFAdapter:
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            digest = hashlib.sha256()
+            digest = hashlib.sha256(f"hf-scoring-{SCORING_VERSION}".encode())
             if self._files_fingerprint is not None:
                 digest.update(self._files_fingerprint.encode())
                 digest.update(repr(sorted(self._settings.items())).encode())
@@ -216,6 +231,12 @@ class HFAdapter:
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: ProgressCallback | None = None
     ) -> list[LoglikelihoodResult]:
+        with self._evaluating():
+            return self._loglikelihood(requests, progress)
+
+    def _loglikelihood(
+        self, requests: Sequence[LoglikelihoodRequest], progress: ProgressCallback | None
+    ) -> list[LoglikelihoodResult]:
         from harness.adapters.hf_scoring import (
             ContextGroup,
             ScoringWindow,
@@ -269,6 +290,12 @@ class HFAdapter:
     def loglikelihood_rolling(
         self, requests: Sequence[RollingLoglikelihoodRequest], progress: ProgressCallback | None = None
     ) -> list[RollingLoglikelihoodResult]:
+        with self._evaluating():
+            return self._loglikelihood_rolling(requests, progress)
+
+    def _loglikelihood_rolling(
+        self, requests: Sequence[RollingLoglikelihoodRequest], progress: ProgressCallback | None
+    ) -> list[RollingLoglikelihoodResult]:
         from harness.adapters.hf_scoring import ScoringWindow, score_windows
 
         windows: list[ScoringWindow] = []
@@ -300,6 +327,12 @@ class HFAdapter:
 
     def generate(
         self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None
+    ) -> list[GenerationResult]:
+        with self._evaluating():
+            return self._generate(requests, progress)
+
+    def _generate(
+        self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None
     ) -> list[GenerationResult]:
         from harness.adapters.hf_generation import generate_batched
 
@@ -334,7 +367,7 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
-def _batch_size(value: str) -> int:
+def parse_batch_size(value: str) -> int:
     """0 stands for `auto`, settled once the model's device is known."""
     return 0 if value == "auto" else _positive_int("batch size", value)
 
@@ -347,7 +380,7 @@ def _file_fingerprint(folder: Path, gguf_file: str | None) -> str:
         names = sorted(
             path.name
             for path in folder.iterdir()
-            if path.suffix in {".safetensors", ".bin", ".json", ".model", ".txt"} and path.is_file()
+            if path.suffix in {".safetensors", ".bin", ".json", ".model", ".txt", ".jinja"} and path.is_file()
         )
     known = _load_hash_cache()
     changed = False
@@ -423,9 +456,13 @@ def load_hf_adapter(target: str, model_args: Mapping[str, str]) -> HFAdapter:
     device_name = model_args.get("device")
     if device_name is not None and not _DEVICE_PATTERN.fullmatch(device_name):
         raise HarnessError(f"unknown device '{device_name}' (for example cpu, cuda, cuda:1, mps)")
-    batch_size = _batch_size(model_args.get("batch_size", "auto"))
+    batch_size = parse_batch_size(model_args.get("batch_size", "auto"))
     max_length = _positive_int("max_length", model_args["max_length"]) if "max_length" in model_args else None
     tokenizer_path = model_args.get("tokenizer", str(folder))
+    if not Path(tokenizer_path).is_dir():
+        raise HarnessError(
+            f"tokenizer folder does not exist: {tokenizer_path} (models load from local files only)"
+        )
 
     def load() -> tuple[Any, Any]:
         import torch

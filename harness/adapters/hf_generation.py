@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,23 @@ def generate_batched(
     progress: ProgressCallback | None = None,
 ) -> list[GenerationResult]:
     tokenizer = adapter.tokenizer
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token_id is not None:
+        return _generate(adapter, prompts, settings, progress)
+    # Batching needs a padding token; borrow EOS for the call and give the caller's tokenizer back as it was.
+    tokenizer.pad_token = tokenizer.eos_token
+    try:
+        return _generate(adapter, prompts, settings, progress)
+    finally:
+        tokenizer.pad_token = None
+
+
+def _generate(
+    adapter: HFAdapter,
+    prompts: Sequence[str],
+    settings: Sequence[GenerationSettings],
+    progress: ProgressCallback | None,
+) -> list[GenerationResult]:
+    tokenizer = adapter.tokenizer
     eos_text = tokenizer.decode([tokenizer.eos_token_id]) if tokenizer.eos_token_id is not None else None
     # Requests with equal settings share batches; longest prompts first, as lm-eval orders them.
     order = sorted(range(len(prompts)), key=lambda i: (repr(settings[i]), -len(prompts[i])))
@@ -81,22 +97,31 @@ def generate_batched(
         sampling: dict[str, Any] = {"do_sample": first.do_sample}
         if first.do_sample:
             sampling.update(temperature=first.temperature, top_p=first.top_p)
-            if first.seed is not None:
-                torch.manual_seed(first.seed)
         else:
             sampling.update(temperature=None, top_p=None, top_k=None)
-        output = adapter.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            max_length=width + first.max_tokens,
-            stopping_criteria=StoppingCriteriaList([StopOnSequences(tokenizer, stops, width, len(batch))]),
-            pad_token_id=tokenizer.pad_token_id,
-            use_cache=True,
-            **sampling,
-        )
+        seeded = first.do_sample and first.seed is not None
+        cuda = [adapter.device.index or 0] if adapter.device.type == "cuda" else []
+        # A private random stream: a seeded request must not reset the caller's global generator.
+        with torch.random.fork_rng(devices=cuda) if seeded else contextlib.nullcontext():
+            if seeded:
+                torch.manual_seed(int(first.seed or 0))
+            output = adapter.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_length=width + first.max_tokens,
+                stopping_criteria=StoppingCriteriaList(
+                    [StopOnSequences(tokenizer, stops, width, len(batch))]
+                ),
+                pad_token_id=tokenizer.pad_token_id,
+                use_cache=True,
+                **sampling,
+            )
         new_tokens = 0
         for row, index in enumerate(batch):
             tokens = output[row, width:].tolist()
+            # Rows that stopped early are padded to the batch's length; padding is not generated text.
+            while tokens and tokens[-1] == tokenizer.pad_token_id:
+                tokens.pop()
             text = _cut_at_stops(tokenizer.decode(tokens, skip_special_tokens=True), stops)
             results[index] = GenerationResult(text, len(tokens))
             new_tokens += len(tokens)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from leaderboard.data import StoreData
 from leaderboard.diff import disagreements, verdicts
-from leaderboard.sample_metrics import metric_names
+from leaderboard.sample_metrics import metric_names, signature_of
 from leaderboard.ui import cached_differences, cached_samples, pick_run, store_data
 
 _SHOWN_ROWS = 500
@@ -53,7 +53,8 @@ def _disagreements(data: StoreData, baseline: str, candidate: str) -> None:
         return
     metric = str(right.selectbox("Metric", names, key="cmp_metric"))
     only = st.checkbox("Only documents where they differ", value=True, key="cmp_only")
-    table = disagreements(base_samples, cand_samples, metric, only_differing=only)
+    signature = signature_of(data.scores, baseline, task, metric)
+    table = disagreements(base_samples, cand_samples, metric, only_differing=only, signature=signature)
     st.caption(f"{len(table)} shared documents{' that differ' if only else ''}; largest difference first.")
     if table.empty:
         return

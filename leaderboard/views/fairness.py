@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from leaderboard.groups import group_report, stored_fairness_scores
-from leaderboard.sample_metrics import metric_names
+from leaderboard.sample_metrics import metric_names, signature_of
 from leaderboard.ui import cached_counts, cached_samples, pick_run, store_data
 
 
@@ -57,7 +57,8 @@ def main() -> None:
     metric = str(right.selectbox("Metric", names, key="fair_metric"))
     stored = data.scores.loc[(data.scores["run_id"] == run_id) & (data.scores["metric"] == metric)]
     higher = bool(stored["higher_is_better"].iloc[0]) if not stored.empty else True
-    report = group_report(samples, metric, higher_is_better=higher)
+    signature = signature_of(data.scores, run_id, task, metric)
+    report = group_report(samples, metric, higher_is_better=higher, signature=signature)
     if report.table.empty:
         st.info(f"No grouped document of {task} has values of {metric}.")
         return

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from leaderboard.sample_metrics import metric_names
+from leaderboard.sample_metrics import metric_names, signature_of
 from leaderboard.samples_view import CORRECTNESS, SampleFilters, filter_samples, is_binary, sample_table
 from leaderboard.ui import cached_samples, pick_run, store_data
 
@@ -57,7 +57,8 @@ def main() -> None:
         return
     names = metric_names(samples["statistics"])
     metric = right.selectbox("Metric", names, key="smp_metric") if names else None
-    table = sample_table(samples, None if metric is None else str(metric))
+    signature = None if metric is None else signature_of(data.scores, run_id, task, str(metric))
+    table = sample_table(samples, None if metric is None else str(metric), signature)
     shown = filter_samples(table, _filters(table))
     pages = max(1, math.ceil(len(shown) / _PAGE_SIZE))
     page = int(st.number_input("Page", 1, pages, 1, key="smp_page")) if pages > 1 else 1
