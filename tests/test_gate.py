@@ -305,3 +305,22 @@ def test_example_config_parses() -> None:
     config = load_gate_config(Path(__file__).parent.parent / "examples" / "gates.yaml")
     assert config.defaults.min_samples == 50 and len(config.rules) == 4
     assert config.rules[2].max_relative_drop == 0.03 and config.rules[2].max_drop is None
+
+
+def test_gate_on_runs_with_fairness_rows_judges_task_metrics_only(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import harness
+
+    store = tmp_path / "store"
+    base = harness.evaluate("mock:0", ["harness_facts_qa"], limit=30, store=store, experiment="base")
+    cand = harness.evaluate("mock:0", ["harness_facts_qa"], limit=30, store=store, experiment="cand")
+    assert any(s.metric.startswith("group/") for s in base.scores)
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "gate", "--store", str(store),
+         "--baseline", base.run_id, "--candidate", cand.run_id],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "group/" not in result.stdout

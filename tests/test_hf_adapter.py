@@ -141,3 +141,18 @@ def test_bad_model_paths(target: str, message: str) -> None:
 def test_not_a_model_folder(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"no config\.json"):
         load_adapter(f"hf:{tmp_path}", {})
+
+
+def test_a_training_model_goes_back_to_training_mode(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model.train()
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    harness.evaluate(
+        model, ["harness_tone", "harness_facts_qa"], tokenizer=tokenizer, limit=2, store=tmp_path
+    )
+    assert model.training
+    assert tokenizer.pad_token == AutoTokenizer.from_pretrained(tiny_model_dir).pad_token
+    assert torch.equal(torch.rand(1), expected_next)  # greedy scoring left the caller's RNG alone

@@ -113,6 +113,7 @@ CASES: dict[str, dict[str, Any]] = {
         "fewshot_split": "train",
         "doc_to_text": "{{q | upper}}",
         "doc_to_target": " {{label}}",
+        "description": "Sounds of the {{label}}:\n",
     },
     "generate_fewshot": {
         "output_type": "generate_until",
