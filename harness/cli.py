@@ -114,16 +114,24 @@ def _command_tasks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# Further commands live in their own modules, each with `add_parser(commands)`; one line here per module.
-COMMAND_MODULES: tuple[str, ...] = (
-    "harness.gate_command",
-    "harness.leaderboard_command",
-    "harness.ratings_command",
-    "harness.score_command",
-)
+# Further commands live in their own modules, each with `add_parser(commands)`; one line here per module,
+# naming the commands it adds, so `harness run` does not import what `gate` or `ratings` need.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "harness.gate_command": ("compare", "gate", "watch"),
+    "harness.leaderboard_command": ("leaderboard",),
+    "harness.ratings_command": ("ratings",),
+    "harness.score_command": ("score",),
+}
+BUILT_IN_COMMANDS = ("run", "scores", "tasks")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: Sequence[str] | None) -> str | None:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    return next((argument for argument in arguments if not argument.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or, given the command about to run, only the modules that command needs."""
     parser = _Parser(prog="harness", description="Evaluate language models; keep every result.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -160,13 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--format", choices=["table", "json"], default="table")
     tasks.set_defaults(handler=_command_tasks)
 
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_parser(commands)
+    known = {name for names in COMMAND_MODULES.values() for name in names}
+    for module_name, names in COMMAND_MODULES.items():
+        if command is None or command not in known | set(BUILT_IN_COMMANDS) or command in names:
+            importlib.import_module(module_name).add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
         return int(args.handler(args))
     except HarnessError as error:
