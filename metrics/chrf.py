@@ -156,16 +156,16 @@ class CHRF:
         return make_signature(self.name, settings, libraries=("sacrebleu",))
 
 
-def chrf(
-    *,
-    char_order: int = 6,
-    word_order: int = 0,
-    beta: int = 2,
-    lowercase: bool = False,
-    whitespace: bool = False,
-    eps_smoothing: bool = False,
+def _checked(
+    name: str,
+    char_order: int,
+    word_order: int,
+    beta: int,
+    lowercase: bool,
+    whitespace: bool,
+    eps_smoothing: bool,
 ) -> CHRF:
-    name = "chrf"
+    """The two registered names differ only in their default word order; flags are validated the same."""
     return CHRF(
         char_order,
         word_order,
@@ -175,6 +175,18 @@ def chrf(
         require_flag(name, "eps_smoothing", eps_smoothing),
         name=name,
     )
+
+
+def chrf(
+    *,
+    char_order: int = 6,
+    word_order: int = 0,
+    beta: int = 2,
+    lowercase: bool = False,
+    whitespace: bool = False,
+    eps_smoothing: bool = False,
+) -> CHRF:
+    return _checked("chrf", char_order, word_order, beta, lowercase, whitespace, eps_smoothing)
 
 
 def chrf_plus_plus(
@@ -187,16 +199,7 @@ def chrf_plus_plus(
     eps_smoothing: bool = False,
 ) -> CHRF:
     """chrF++: chrF with word unigrams and bigrams (lm-eval's `chrf++`)."""
-    name = "chrf++"
-    return CHRF(
-        char_order,
-        word_order,
-        beta,
-        require_flag(name, "lowercase", lowercase),
-        require_flag(name, "whitespace", whitespace),
-        require_flag(name, "eps_smoothing", eps_smoothing),
-        name=name,
-    )
+    return _checked("chrf++", char_order, word_order, beta, lowercase, whitespace, eps_smoothing)
 
 
 METRICS.register("chrf", chrf)
