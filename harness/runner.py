@@ -26,7 +26,6 @@ from harness.requests import (
     RequestKind,
     Result,
     RollingLoglikelihoodRequest,
-    request_key,
 )
 from metrics import SampleOutcome, Score, score_many, statistics_matrix
 from tasks.task import Task, TaskInstance
@@ -140,23 +139,24 @@ def serve_requests(
     show_progress: bool = True,
     stats: RequestStats | None = None,
     description: str = "requests",
-) -> dict[str, Result]:
-    """Results for every distinct request, keyed by request_key; from the cache where possible."""
+) -> dict[Request, Result]:
+    """Results for every distinct request, from the cache where possible.
+
+    Requests are frozen values, so equal requests are one dictionary key; the content hash that keys the
+    cache is computed only inside the cache.
+    """
     stats = stats if stats is not None else RequestStats()
-    unique: dict[str, Request] = {}
-    for request in requests:
-        unique.setdefault(request_key(request), request)
+    unique = list(dict.fromkeys(requests))
     stats.total += len(requests)
     stats.unique += len(unique)
-    keys = list(unique)
-    results: dict[str, Result] = {}
+    results: dict[Request, Result] = {}
     fingerprint = adapter.fingerprint
-    if cache is not None and keys:
-        for key, cached in zip(keys, cache.lookup(fingerprint, [unique[k] for k in keys]), strict=True):
+    if cache is not None and unique:
+        for request, cached in zip(unique, cache.lookup(fingerprint, unique), strict=True):
             if cached is not None:
-                results[key] = cached
+                results[request] = cached
     stats.cached += len(results)
-    missing = [unique[key] for key in keys if key not in results]
+    missing = [request for request in unique if request not in results]
     stats.model_requests += len(missing)
     if not missing:
         return results
@@ -190,7 +190,7 @@ def serve_requests(
                 if cache is not None:
                     cache.store(fingerprint, chunk, chunk_results)
                 for request, result in zip(chunk, chunk_results, strict=True):
-                    results[request_key(request)] = result
+                    results[request] = result
     finally:
         bar.close()
     stats.tokens += tokens[0]
@@ -226,9 +226,7 @@ def evaluate_tasks(
         results = serve_requests(
             adapter, requests, cache, show_progress=show_progress, stats=task_stats, description=task.name
         )
-        outcomes = tuple(
-            task.outcome(inst, [results[request_key(r)] for r in inst.requests]) for inst in instances
-        )
+        outcomes = tuple(task.outcome(inst, [results[r] for r in inst.requests]) for inst in instances)
         statistics = statistics_for(task, outcomes)
         # One set of bootstrap draws serves every metric of the task (and keeps them paired).
         scores = tuple(

@@ -51,6 +51,7 @@ __all__ = [
     "show_flash",
     "show_progress",
     "sign_in",
+    "skip_item",
     "store_root",
     "with_human_columns",
 ]
@@ -169,6 +170,16 @@ def sign_in(db: RatingsDB, campaign: Campaign) -> str | None:
     st.sidebar.caption(f"Rating as **{rater}**")
     st.sidebar.button("Sign out", on_click=_sign_out, key="human_sign_out")
     return rater
+
+
+def skip_item(db: RatingsDB, campaign: Campaign, rater: str, item_id: str, noun: str) -> None:
+    """A form's Skip button: the rater never sees this item again."""
+    try:
+        db.skip(campaign.campaign_id, rater, item_id)
+    except RatingsError as error:
+        flash("error", str(error))
+        return
+    flash("success", f"Skipped; you will not see that {noun} again.")
 
 
 def flash(kind: str, text: str) -> None:

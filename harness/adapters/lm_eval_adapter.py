@@ -31,7 +31,6 @@ from harness.requests import (
     Result,
     RollingLoglikelihoodRequest,
     RollingLoglikelihoodResult,
-    request_key,
 )
 
 try:
@@ -305,7 +304,7 @@ class HarnessLM(LM):
         from harness.runner import serve_requests
 
         served = serve_requests(self.adapter, requests, self.cache, show_progress=False)
-        results = [served[request_key(request)] for request in requests]
+        results = [served[request] for request in requests]
         for instance, result in zip(instances, results, strict=True):
             # lm-eval's CachingLM (--use_cache) listens on this hook.
             self.cache_hook.add_partial(kind, instance.args, _lm_eval_value(result))

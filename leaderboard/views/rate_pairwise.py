@@ -22,6 +22,7 @@ from leaderboard.human import (
     show_flash,
     show_progress,
     sign_in,
+    skip_item,
 )
 
 _REVEAL_KEY = "rp_reveal"
@@ -52,15 +53,6 @@ def _on_vote(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem, 
         "message": result.message,
         "saved": result.saved,
     }
-
-
-def _on_skip(db: RatingsDB, campaign: Campaign, rater: str, item_id: str) -> None:
-    try:
-        db.skip(campaign.campaign_id, rater, item_id)
-    except RatingsError as error:
-        flash("error", str(error))
-        return
-    flash("success", "Skipped; you will not see that pair again.")
 
 
 def _reveal(reveal: dict[str, Any]) -> None:
@@ -103,7 +95,7 @@ def _vote_form(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem
             "Submit vote", type="primary", on_click=_on_vote, args=(db, campaign, rater, served, prefix)
         )
         skip_column.form_submit_button(
-            "Skip this pair", on_click=_on_skip, args=(db, campaign, rater, item.item_id)
+            "Skip this pair", on_click=skip_item, args=(db, campaign, rater, item.item_id, "pair")
         )
 
 

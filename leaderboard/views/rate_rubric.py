@@ -20,6 +20,7 @@ from leaderboard.human import (
     show_flash,
     show_progress,
     sign_in,
+    skip_item,
 )
 
 
@@ -49,15 +50,6 @@ def _on_submit(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem
         return
     export_quietly(db, campaign.campaign_id)
     flash("success" if result.saved else "warning", result.message)
-
-
-def _on_skip(db: RatingsDB, campaign: Campaign, rater: str, item_id: str) -> None:
-    try:
-        db.skip(campaign.campaign_id, rater, item_id)
-    except RatingsError as error:
-        flash("error", str(error))
-        return
-    flash("success", "Skipped; you will not see that item again.")
 
 
 def main() -> None:
@@ -103,7 +95,7 @@ def main() -> None:
             "Submit", type="primary", on_click=_on_submit, args=(db, campaign, rater, served, prefix)
         )
         skip_column.form_submit_button(
-            "Skip this item", on_click=_on_skip, args=(db, campaign, rater, item.item_id)
+            "Skip this item", on_click=skip_item, args=(db, campaign, rater, item.item_id, "item")
         )
 
 
