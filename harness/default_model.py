@@ -44,9 +44,12 @@ _GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 _SOURCE_FILE = "harness_source.json"
 _REQUIRED_FILES = (_SOURCE_FILE, "config.json", "model.safetensors", "tokenizer.json")
 
+# Newer pips name the host in the retry warning; older ones (such as the pip a fresh venv bundles) only
+# say the connection failed, so the host then comes from the "Looking in indexes" line.
 _CONNECTION_FAILURE = re.compile(
-    r"host='([^']+)', port=(\d+)\): Failed to establish a new connection: ([^\"')]+)"
+    r"(?:host='([^']+)', port=(\d+)\): )?Failed to establish a new connection: ([^\"')]+)"
 )
+_INDEX_LINE = re.compile(r"Looking in indexes: \w+://(?:[^@/\s]+@)?([^:/\s,]+)(?::(\d+))?")
 
 # Failures to write the cache that the user can fix; other OSErrors are bugs and keep their traceback.
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
@@ -236,7 +239,11 @@ def _pip_error_reason(output: str) -> str:
     refused = [match for line in lines if (match := _CONNECTION_FAILURE.search(line))]
     if refused:
         host, port, cause = refused[-1].groups()
-        return f"cannot connect to the package index at {host}:{port}: {cause.strip()}"
+        if host is None:
+            index = next((match for line in lines if (match := _INDEX_LINE.search(line))), None)
+            host, port = index.groups() if index is not None else ("the configured index", None)
+        where = f"{host}:{port}" if port else host
+        return f"cannot connect to the package index at {where}: {cause.strip()}"
     errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
     if not errors:
         return ""
