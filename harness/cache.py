@@ -26,6 +26,7 @@ from harness.requests import (
     result_from_json,
     result_to_json,
 )
+from harness.sqlite_wal import enable_wal
 
 __all__ = ["RequestCache"]
 
@@ -99,8 +100,7 @@ class RequestCache:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            enable_wal(conn, BUSY_TIMEOUT_S)
             conn.execute(_SCHEMA)
         except BaseException:
             conn.close()

@@ -35,6 +35,7 @@ from harness.ratings.records import (
     ServedItem,
     SubmitResult,
 )
+from harness.sqlite_wal import enable_wal
 
 __all__ = ["DB_FILE_NAME", "RatingsDB", "normalise_rater"]
 
@@ -101,10 +102,9 @@ class RatingsDB:
         uri = f"file:{quote(str(self.path.resolve()))}?mode={'rwc' if create else 'rw'}"
         connection = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives any process crash; only an OS crash or power cut can lose
-            # the last commits, and it saves an fsync per rating.
-            connection.execute("PRAGMA synchronous=NORMAL")
+            # NORMAL sync in WAL mode survives any process crash; only an OS crash or power cut can
+            # lose the last commits, and it saves an fsync per rating.
+            enable_wal(connection, self.timeout)
             schema.ensure(connection, create=create, path=self.path, error=RatingsError)
         except BaseException:
             connection.close()
