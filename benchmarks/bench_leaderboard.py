@@ -38,9 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leaderboard.data import list_store, load_store  # noqa: E402
-from leaderboard.ranking import build_leaderboard, display_table  # noqa: E402
-from leaderboard.synthetic import generate_store  # noqa: E402
+from harness.leaderboard.data import list_store, load_store  # noqa: E402
+from harness.leaderboard.ranking import build_leaderboard, display_table  # noqa: E402
+from harness.leaderboard.synthetic import generate_store  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -81,7 +81,7 @@ def _child_data(store: str, repeats: int) -> dict[str, Any]:
 def _child_server(store: str, repeats: int) -> dict[str, Any]:
     from streamlit.testing.v1 import AppTest
 
-    from leaderboard.ui import STORE_KEY
+    from harness.leaderboard.ui import STORE_KEY
 
     app = AppTest.from_file(str(ROOT / "leaderboard" / "app.py"), default_timeout=60)
     app.session_state[STORE_KEY] = store

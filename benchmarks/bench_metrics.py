@@ -34,8 +34,8 @@ import sacrebleu  # noqa: E402
 from rouge_score import rouge_scorer  # noqa: E402
 from sacrebleu.tokenizers import tokenizer_13a  # noqa: E402
 
-from metrics.corpus import score_texts  # noqa: E402
-from metrics.rouge import rouge_tokens  # noqa: E402
+from harness.metrics.corpus import score_texts  # noqa: E402
+from harness.metrics.rouge import rouge_tokens  # noqa: E402
 
 METRICS = ("bleu", "chrf", "rougeL", "token_f1")
 

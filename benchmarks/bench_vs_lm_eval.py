@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.lm_eval_tasks import lm_eval_copy  # noqa: E402
-from tasks.registry import BUILTIN_DIR  # noqa: E402
+from harness.tasks.registry import BUILTIN_DIR  # noqa: E402
 
 WORKLOADS = {
     "perplexity (harness_prose_ppl)": "harness_prose_ppl",

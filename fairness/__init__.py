@@ -12,10 +12,16 @@ that is not computable is NaN in the result objects and has no score row, never 
 
 from __future__ import annotations
 
-from fairness.bootstrap import Estimate
-from fairness.decisions import DecisionFairness, Decisions, GroupRates, decision_fairness
-from fairness.groups import MIN_GROUP_SIZE, GroupDesign, GroupMetricFrame, group_design, group_metric_frame
-from fairness.scores import group_scores, prediction_group_scores, task_fairness_scores
+from harness.fairness.bootstrap import Estimate
+from harness.fairness.decisions import DecisionFairness, Decisions, GroupRates, decision_fairness
+from harness.fairness.groups import (
+    MIN_GROUP_SIZE,
+    GroupDesign,
+    GroupMetricFrame,
+    group_design,
+    group_metric_frame,
+)
+from harness.fairness.scores import group_scores, prediction_group_scores, task_fairness_scores
 
 __all__ = [
     "MIN_GROUP_SIZE",

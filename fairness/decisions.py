@@ -16,9 +16,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fairness.bootstrap import Estimate, Quantity, estimate, min_over_max, safe_divide, spread
-from fairness.groups import GroupDesign
 from harness.errors import HarnessError
+from harness.fairness.bootstrap import Estimate, Quantity, estimate, min_over_max, safe_divide, spread
+from harness.fairness.groups import GroupDesign
 
 # Per-sample statistics: selected, positive, selected and positive, one.
 _SELECTED, _POSITIVE, _TRUE_POSITIVE, _COUNT = range(4)

@@ -16,9 +16,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from fairness.bootstrap import Estimate, estimate, min_over_max, spread
 from harness.errors import HarnessError
-from metrics import Metric, score
+from harness.fairness.bootstrap import Estimate, estimate, min_over_max, spread
+from harness.metrics import Metric, score
 
 # Fewer samples than this in a group: its value, and every between-group number, is flagged unstable.
 MIN_GROUP_SIZE = 10

@@ -1,6 +1,6 @@
 """Generate the documents of the built-in fairness probes from the templates in `probe_templates`.
 
-    python -m fairness.probe_data          # rewrites tasks/builtin/data/fairness_*.jsonl
+    python -m harness.fairness.probe_data          # rewrites tasks/builtin/data/fairness_*.jsonl
 
 Everything is deterministic (answer orders come from a fixed seed), so the shipped files can be
 checked against this generator (tests/test_fairness_probes.py does). The fields that `fairness.probes`
@@ -9,6 +9,7 @@ reads are described there; the other fields are for reading and filtering.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import random
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fairness.probe_templates import (
+from harness.fairness.probe_templates import (
     AMBIGUITY_TEMPLATES,
     COUNTERFACTUAL_GROUPS,
     DECISION_TEMPLATES,
@@ -24,7 +25,8 @@ from fairness.probe_templates import (
     UNKNOWN_ANSWERS,
 )
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "tasks" / "builtin" / "data"
+# The probes read the built-in task data that the `harness.tasks` package ships.
+DATA_DIR = Path(str(importlib.resources.files("harness.tasks"))) / "builtin" / "data"
 # The answer order of the ambiguity probe is shuffled with this seed, so the right answer's position
 # carries no signal.
 SHUFFLE_SEED = 20240604

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from fairness.bootstrap import NOT_COMPUTABLE, Estimate, Quantity, estimate, safe_divide
-from metrics import SampleOutcome
+from harness.fairness.bootstrap import NOT_COMPUTABLE, Estimate, Quantity, estimate, safe_divide
+from harness.metrics import SampleOutcome
 
 FAVORABLE_FIELD = "favorable_choice"
 TEMPLATE_FIELD = "template_id"

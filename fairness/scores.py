@@ -33,14 +33,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fairness import probes
-from fairness.bootstrap import Estimate
-from fairness.decisions import DecisionFairness, Decisions, decision_fairness
-from fairness.groups import MIN_GROUP_SIZE, GroupDesign, group_design, group_metric_frame, group_value, warn
 from harness.errors import HarnessError
-from metrics import Metric, Score
-from metrics.base import make_signature
-from metrics.classification import Classification
+from harness.fairness import probes
+from harness.fairness.bootstrap import Estimate
+from harness.fairness.decisions import DecisionFairness, Decisions, decision_fairness
+from harness.fairness.groups import (
+    MIN_GROUP_SIZE,
+    GroupDesign,
+    group_design,
+    group_metric_frame,
+    group_value,
+    warn,
+)
+from harness.metrics import Metric, Score
+from harness.metrics.base import make_signature
+from harness.metrics.classification import Classification
 
 if TYPE_CHECKING:
     from harness.runner import TaskEvaluation

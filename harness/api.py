@@ -14,20 +14,20 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from fairness import task_fairness_scores
 from harness.adapters import load_adapter, wrap_model
 from harness.adapters.base import ModelAdapter
 from harness.cache import RequestCache
 from harness.errors import HarnessError
+from harness.fairness import task_fairness_scores
 from harness.runner import RequestStats, TaskEvaluation, evaluate_tasks
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord, default_store_path, new_run_id
-from tasks import DEFAULT_SUITE, resolve_tasks
+from harness.tasks import DEFAULT_SUITE, resolve_tasks
+from harness.versions import harness_version
 
 _STEP_PATTERN = re.compile(r"(?:checkpoint|global_step|step)[-_]?(\d+)$")
 
@@ -60,13 +60,6 @@ def _git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return completed.stdout.strip() or None if completed.returncode == 0 else None
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _resolve_model(
@@ -196,7 +189,7 @@ def evaluate(
     if write:
         provenance = {
             **adapter.provenance(),
-            "harness": _version("harness"),
+            "harness": harness_version(),
             "python": platform.python_version(),
             "seed": seed,
             "limit": limit,

@@ -96,7 +96,7 @@ def _command_scores(args: argparse.Namespace) -> int:
 
 
 def _command_tasks(args: argparse.Namespace) -> int:
-    from tasks import resolve_tasks, task_names
+    from harness.tasks import resolve_tasks, task_names
 
     include = [Path(p) for p in args.include_path]
     for folder in include:

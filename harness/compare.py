@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.metrics import Metric, bootstrap_replicates, metric_from_signature
+from harness.metrics.base import is_derived_metric
 from harness.store import ResultStore
-from metrics import Metric, bootstrap_replicates, metric_from_signature
-from metrics.base import is_derived_metric
 
 __all__ = [
     "MetricComparison",

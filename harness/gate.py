@@ -39,8 +39,8 @@ import yaml
 
 from harness.compare import MetricComparison, RunComparison, compare_runs
 from harness.errors import HarnessError
+from harness.metrics.base import is_derived_metric
 from harness.store import ResultStore
-from metrics.base import is_derived_metric
 
 __all__ = [
     "GateCheck",

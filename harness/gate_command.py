@@ -325,7 +325,7 @@ def _command_watch(args: argparse.Namespace) -> int:
 
 
 def _default_suite() -> tuple[str, ...]:
-    from tasks import DEFAULT_SUITE
+    from harness.tasks import DEFAULT_SUITE
 
     return tuple(DEFAULT_SUITE)
 

@@ -24,9 +24,9 @@ DEFAULT_PORT = 8501
 
 def _app_path() -> Path:
     # Imported here, not at module level, so the rest of the CLI never pays for the leaderboard.
-    import leaderboard
+    import harness.leaderboard
 
-    return Path(leaderboard.__file__).resolve().parent / "app.py"
+    return Path(harness.leaderboard.__file__).resolve().parent / "app.py"
 
 
 def streamlit_command(

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from harness.adapters.base import ModelAdapter
 from harness.cache import RequestCache
 from harness.errors import PartialResultsError
+from harness.metrics import SampleOutcome, Score, score_many, statistics_matrix
 from harness.requests import (
     GenerationRequest,
     LoglikelihoodRequest,
@@ -27,8 +28,7 @@ from harness.requests import (
     Result,
     RollingLoglikelihoodRequest,
 )
-from metrics import SampleOutcome, Score, score_many, statistics_matrix
-from tasks.task import Task, TaskInstance
+from harness.tasks.task import Task, TaskInstance
 
 # Results are written to the cache after every chunk of this many requests (rounded to whole contexts).
 CHUNK_REQUESTS = 64

@@ -26,8 +26,8 @@ import pyarrow as pa
 import yaml
 
 from harness.errors import HarnessError
-from metrics.base import library_version
-from metrics.corpus import METRIC_GROUPS, CorpusScores, expand_metric_names, score_texts, uses_labels
+from harness.metrics.corpus import METRIC_GROUPS, CorpusScores, expand_metric_names, score_texts, uses_labels
+from harness.versions import harness_version, library_version
 
 LIBRARIES = ("sacrebleu", "rouge-score", "nltk", "scikit-learn", "numpy")
 
@@ -253,7 +253,7 @@ def _provenance(args: argparse.Namespace, result: CorpusScores, task: str, wall:
         "metrics": {metric.name: metric.signature() for metric in result.metrics},
         "seed": args.seed,
         "bootstrap_resamples": args.bootstrap_resamples,
-        "harness": library_version("harness"),
+        "harness": harness_version(),
         "libraries": {name: library_version(name) for name in LIBRARIES},
         "python": platform.python_version(),
         "host": platform.node(),
@@ -302,7 +302,7 @@ def command_score(args: argparse.Namespace) -> int:
     version = "refs-" + hashlib.sha256(gold.encode("utf-8")).hexdigest()[:12]
     group_scores = []
     if args.group_field is not None:
-        from fairness import prediction_group_scores
+        from harness.fairness import prediction_group_scores
 
         group_scores = prediction_group_scores(
             result.metrics,

@@ -61,16 +61,14 @@ Café, naïve, résumé, Straße, smørrebrød, 東京, 北京, Москва, Α
 
 
 def _builtin_data_dir() -> Path | None:
-    # `tasks` is a sibling top-level package of `harness`; find it without importing it so that a broken
-    # task module can never stop a test model from being built.
-    spec = importlib.util.find_spec("tasks")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "builtin" / "data"
-            if candidate.is_dir():
-                return candidate
-    sibling = Path(__file__).resolve().parent.parent / "tasks" / "builtin" / "data"
-    return sibling if sibling.is_dir() else None
+    # Found without importing `harness.tasks`, so that a broken task module can never stop a test model
+    # from being built.
+    spec = importlib.util.find_spec("harness.tasks")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / "builtin" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -28,7 +28,7 @@ from harness.adapters import load_adapter
 from harness.api import evaluate, step_from_path
 from harness.errors import HarnessError
 from harness.store import ResultStore, default_store_path
-from tasks import resolve_tasks
+from harness.tasks import resolve_tasks
 
 __all__ = ["CheckpointOutcome", "WatchSettings", "checkpoint_is_complete", "find_checkpoints", "watch"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from leaderboard.ui import store_sidebar
-from leaderboard.views import PAGES
+from harness.leaderboard.ui import store_sidebar
+from harness.leaderboard.views import PAGES
 
 
 def main() -> None:

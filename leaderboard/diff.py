@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.leaderboard.sample_metrics import known_metric, per_sample_values, signature_of
+from harness.leaderboard.samples_view import output_text
 from harness.store import ResultStore
-from leaderboard.sample_metrics import known_metric, per_sample_values, signature_of
-from leaderboard.samples_view import output_text
 
 __all__ = [
     "DIFFERENCE_COLUMNS",

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from leaderboard.sample_metrics import subset_score
-from metrics.base import DERIVED_METRIC_PREFIXES
+from harness.leaderboard.sample_metrics import subset_score
+from harness.metrics.base import DERIVED_METRIC_PREFIXES
 
 __all__ = ["GroupReport", "group_report", "stored_fairness_scores"]
 

@@ -19,6 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
+from harness.leaderboard.data import list_store, load_store
+from harness.leaderboard.ui import STORE_KEY, configured_store, run_label, store_data
 from harness.ratings import (
     Campaign,
     RatingsDB,
@@ -32,8 +34,6 @@ from harness.ratings import (
 )
 from harness.ratings.analysis import comparisons
 from harness.ratings.records import Mode
-from leaderboard.data import list_store, load_store
-from leaderboard.ui import STORE_KEY, configured_store, run_label, store_data
 
 __all__ = [
     "HUMAN_PREFIX",

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from metrics import Metric, get_metric, metric_from_signature
-from metrics import score as score_statistics
-from metrics.base import is_derived_metric
+from harness.metrics import Metric, get_metric, metric_from_signature
+from harness.metrics import score as score_statistics
+from harness.metrics.base import is_derived_metric
 
 __all__ = [
     "SubsetScore",

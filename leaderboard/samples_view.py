@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leaderboard.sample_metrics import per_sample_values
+from harness.leaderboard.sample_metrics import per_sample_values
 
 __all__ = [
     "CORRECTNESS",

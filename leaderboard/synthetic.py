@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.metrics import get_metric, score
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
-from metrics import get_metric, score
 
 __all__ = ["generate_store", "task_names"]
 

@@ -15,10 +15,17 @@ import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
+from harness.leaderboard.data import (
+    StoreData,
+    StoreListing,
+    list_store,
+    load_samples,
+    load_store,
+    sample_counts,
+)
+from harness.leaderboard.diff import TaskDifferences, task_differences
+from harness.leaderboard.ranking import Leaderboard, LeaderboardFilters, build_leaderboard
 from harness.store import default_store_path
-from leaderboard.data import StoreData, StoreListing, list_store, load_samples, load_store, sample_counts
-from leaderboard.diff import TaskDifferences, task_differences
-from leaderboard.ranking import Leaderboard, LeaderboardFilters, build_leaderboard
 
 __all__ = [
     "STORE_KEY",

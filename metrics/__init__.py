@@ -8,8 +8,8 @@ Importing the package registers the built-in metrics; plugins register through t
 from __future__ import annotations
 
 # Imported for their registration side effect: every built-in family registers on import.
-from metrics import bleu, chrf, classification, exact_match, loglikelihood, rolling, rouge, squad
-from metrics.base import (
+from harness.metrics import bleu, chrf, classification, exact_match, loglikelihood, rolling, rouge, squad
+from harness.metrics.base import (
     METRICS,
     OUTPUT_TYPES,
     BatchMetric,
@@ -21,8 +21,8 @@ from metrics.base import (
     metric_from_signature,
     statistics_matrix,
 )
-from metrics.corpus import CorpusScores, score_texts
-from metrics.uncertainty import bootstrap_replicates, score, score_many
+from harness.metrics.corpus import CorpusScores, score_texts
+from harness.metrics.uncertainty import bootstrap_replicates, score, score_many
 
 __all__ = [
     "METRICS",

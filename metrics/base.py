@@ -13,13 +13,13 @@ import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from harness.errors import HarnessError
 from harness.registry import Registry
+from harness.versions import harness_version, library_version
 
 OUTPUT_TYPES = frozenset({"loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until"})
 EVALUATE_PREFIX = "evaluate:"
@@ -124,7 +124,7 @@ def get_metric(name: str, **settings: Any) -> Metric:
     `evaluate:<name-or-path>` wraps a Hugging Face `evaluate` module (see metrics.hf_evaluate).
     """
     if name.startswith(EVALUATE_PREFIX):
-        from metrics.hf_evaluate import load_evaluate_metric  # imports `evaluate` only when asked
+        from harness.metrics.hf_evaluate import load_evaluate_metric  # imports `evaluate` only when asked
 
         factory: Callable[..., Metric] = functools.partial(
             load_evaluate_metric, name.removeprefix(EVALUATE_PREFIX)
@@ -164,7 +164,7 @@ def metric_from_signature(signature: str) -> Metric:
     """
     name, *parts = signature.split("|")
     if name.startswith(EVALUATE_PREFIX):
-        from metrics.hf_evaluate import load_evaluate_metric
+        from harness.metrics.hf_evaluate import load_evaluate_metric
 
         accepted = set(inspect.signature(load_evaluate_metric).parameters)
     else:
@@ -223,18 +223,6 @@ def generation_texts(
         predictions.append(require(outcome.prediction, "prediction", metric))
         references.append(outcome.references or (outcome.target,))
     return predictions, references
-
-
-def harness_version() -> str:
-    return library_version("harness")  # "unknown" in a source tree that was never installed
-
-
-@functools.cache  # every signature asks; a metadata lookup scans the installed distributions
-def library_version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _decode_setting(text: str) -> Any:

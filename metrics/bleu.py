@@ -21,8 +21,8 @@ from sacrebleu.metrics import BLEU as SacreBLEU
 from sacrebleu.metrics import TER as SacreTER
 
 from harness.errors import HarnessError
-from metrics._ngrams import clipped_matches, encode_tokens, ngram_totals
-from metrics.base import METRICS, SampleOutcome, generation_texts, make_signature, require_flag
+from harness.metrics._ngrams import clipped_matches, encode_tokens, ngram_totals
+from harness.metrics.base import METRICS, SampleOutcome, generation_texts, make_signature, require_flag
 
 __all__ = ["BLEU", "TER", "bleu", "ter"]
 

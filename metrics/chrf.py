@@ -16,8 +16,8 @@ import numpy as np
 from sacrebleu.metrics import CHRF as SacreCHRF
 
 from harness.errors import HarnessError
-from metrics._ngrams import clipped_matches, encode_chars, encode_tokens, ngram_totals
-from metrics.base import METRICS, SampleOutcome, generation_texts, make_signature, require_flag
+from harness.metrics._ngrams import clipped_matches, encode_chars, encode_tokens, ngram_totals
+from harness.metrics.base import METRICS, SampleOutcome, generation_texts, make_signature, require_flag
 
 __all__ = ["CHRF", "chrf", "chrf_plus_plus"]
 

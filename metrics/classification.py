@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError
-from metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, require
+from harness.metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, require
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,16 +14,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError
-from metrics.base import EVALUATE_PREFIX, METRICS, Metric, SampleOutcome, Score, get_metric, statistics_matrix
-from metrics.classification import (
+from harness.metrics.base import (
+    EVALUATE_PREFIX,
+    METRICS,
+    Metric,
+    SampleOutcome,
+    Score,
+    get_metric,
+    statistics_matrix,
+)
+from harness.metrics.classification import (
     Classification,
     ClassificationFactory,
     class_metrics,
     label_text,
     per_class_table,
 )
-from metrics.loglikelihood import Accuracy
-from metrics.uncertainty import score_many
+from harness.metrics.loglikelihood import Accuracy
+from harness.metrics.uncertainty import score_many
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, mean_of_first, require
+from harness.metrics.base import (
+    METRICS,
+    SampleOutcome,
+    check_output_type,
+    make_signature,
+    mean_of_first,
+    require,
+)
 
 _DROP_PUNCTUATION = str.maketrans("", "", string.punctuation)  # ASCII only, as in lm-eval
 _DROP_DIGITS = str.maketrans("", "", string.digits)  # ASCII only, as in lm-eval

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from metrics.base import (
+from harness.metrics.base import (
     EVALUATE_PREFIX,
     SampleOutcome,
     check_output_type,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.base import (
+from harness.metrics.base import (
     METRICS,
     SampleOutcome,
     check_output_type,

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, require
+from harness.metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, require
 
 _WHITESPACE = re.compile(r"\s+")
 

@@ -23,8 +23,15 @@ import numpy as np
 from rouge_score import tokenize as rouge_tokenize
 
 from harness.errors import HarnessError
-from metrics._ngrams import clipped_matches, encode_tokens, ngram_totals
-from metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, mean_of_first, require
+from harness.metrics._ngrams import clipped_matches, encode_tokens, ngram_totals
+from harness.metrics.base import (
+    METRICS,
+    SampleOutcome,
+    check_output_type,
+    make_signature,
+    mean_of_first,
+    require,
+)
 
 __all__ = ["Rouge", "lcs_length", "rouge_tokens"]
 

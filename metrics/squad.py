@@ -15,7 +15,14 @@ from collections import Counter
 
 import numpy as np
 
-from metrics.base import METRICS, SampleOutcome, check_output_type, make_signature, mean_of_first, require
+from harness.metrics.base import (
+    METRICS,
+    SampleOutcome,
+    check_output_type,
+    make_signature,
+    mean_of_first,
+    require,
+)
 
 __all__ = ["SquadExactMatch", "TokenF1", "normalize_answer", "token_f1_score"]
 

@@ -19,7 +19,7 @@ from statistics import NormalDist
 import numpy as np
 
 from harness.errors import HarnessError
-from metrics.base import Metric, Score
+from harness.metrics.base import Metric, Score
 
 _NORMAL = NormalDist()
 # Cells of the (chunk, n) index and count matrices held at once (~32 MiB each as int64): large

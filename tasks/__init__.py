@@ -1,8 +1,8 @@
 """Task definitions: lm-eval compatible YAML tasks, Python registration, and the built-in suite."""
 
-from tasks.config import MetricSpec, TaskConfig, config_from_mapping, load_task_yaml
-from tasks.registry import DEFAULT_SUITE, TASKS, register_task, resolve_tasks, task_names
-from tasks.task import Task, TaskInstance
+from harness.tasks.config import MetricSpec, TaskConfig, config_from_mapping, load_task_yaml
+from harness.tasks.registry import DEFAULT_SUITE, TASKS, register_task, resolve_tasks, task_names
+from harness.tasks.task import Task, TaskInstance
 
 __all__ = [
     "DEFAULT_SUITE",

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import HarnessError
-from tasks.config import TaskConfig
+from harness.tasks.config import TaskConfig
 
 Document = dict[str, Any]
 

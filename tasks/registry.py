@@ -7,8 +7,8 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UnknownNameError
 from harness.registry import Registry
-from tasks.config import TaskConfig, load_task_yaml
-from tasks.task import Task
+from harness.tasks.config import TaskConfig, load_task_yaml
+from harness.tasks.task import Task
 
 TaskFactory = Callable[[], Task]
 TASKS: Registry[TaskFactory] = Registry("task", "harness.tasks")

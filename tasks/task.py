@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.metrics import Metric, SampleOutcome, default_metrics, get_metric
 from harness.requests import (
     ChatMessage,
     GenerationRequest,
@@ -25,10 +26,9 @@ from harness.requests import (
     RollingLoglikelihoodRequest,
     RollingLoglikelihoodResult,
 )
-from metrics import Metric, SampleOutcome, default_metrics, get_metric
-from tasks import templates
-from tasks.config import TaskConfig
-from tasks.dataset import Document, load_split
+from harness.tasks import templates
+from harness.tasks.config import TaskConfig
+from harness.tasks.dataset import Document, load_split
 
 # lm-eval seeds its few-shot sampler with this value unless told otherwise.
 FEWSHOT_SEED = 1234

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,6 @@ import pytest
 for _variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_variable, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-# Lets a plain `pytest` in a checkout import the packages without installing them first.
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
 
 from harness.default_model import CACHE_ENV_VAR, default_model_dir, harness_cache_dir  # noqa: E402
 from harness.tiny_model import build_tiny_model  # noqa: E402

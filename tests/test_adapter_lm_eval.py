@@ -19,7 +19,7 @@ from harness.requests import (
     LoglikelihoodRequest,
     RollingLoglikelihoodRequest,
 )
-from tasks.registry import BUILTIN_DIR
+from harness.tasks.registry import BUILTIN_DIR
 
 pytest.importorskip("lm_eval")
 

@@ -50,8 +50,6 @@ def _task_yaml(name: str = "cli_yes_no", data: str = "data.jsonl", extra: str = 
 
 
 def _write_task(folder: Path, name: str = "cli_yes_no", extra: str = "", data: str = "data.jsonl") -> Path:
-    # Not a folder named `tasks` in the working directory: `python -m` puts the working directory first
-    # on sys.path, where such a folder would shadow the installed `tasks` package.
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS), encoding="utf-8")
     path = folder / f"{name}.yaml"

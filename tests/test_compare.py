@@ -15,8 +15,8 @@ import pytest
 from harness.cli import main
 from harness.compare import compare_runs, compare_statistics, mcnemar_p_value
 from harness.errors import HarnessError
+from harness.metrics import get_metric
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
-from metrics import get_metric
 
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
@@ -101,7 +101,7 @@ def test_pairing_detects_a_shift_that_separate_intervals_cannot() -> None:
     assert result.difference > 0 and result.drop > 0  # perplexity rose: a drop in quality
     assert 0 < result.ci_low <= result.difference <= result.ci_high
     assert result.p_value < 0.01
-    from metrics import score
+    from harness.metrics import score
 
     base_score = score(metric, base, bootstrap_resamples=1000)
     cand_score = score(metric, cand, bootstrap_resamples=1000)

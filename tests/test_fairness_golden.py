@@ -20,10 +20,15 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score, f1_score
 
-from fairness import Decisions, decision_fairness, group_design, group_metric_frame
-from fairness.bootstrap import estimate
-from fairness.probes import AmbiguityBias, ambiguity_bias, counterfactual_flip_rate, stereotype_preference
-from metrics import SampleOutcome, get_metric, statistics_matrix
+from harness.fairness import Decisions, decision_fairness, group_design, group_metric_frame
+from harness.fairness.bootstrap import estimate
+from harness.fairness.probes import (
+    AmbiguityBias,
+    ambiguity_bias,
+    counterfactual_flip_rate,
+    stereotype_preference,
+)
+from harness.metrics import SampleOutcome, get_metric, statistics_matrix
 
 TOLERANCE = 1e-12
 

@@ -11,13 +11,13 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
 import harness
-from fairness.probe_data import DATA_DIR, PROBES, render_probe
-from fairness.probe_templates import COUNTERFACTUAL_GROUPS, STEREOTYPE_PAIRS
 from harness.api import EvaluationReport
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.fairness.probe_data import DATA_DIR, PROBES, render_probe
+from harness.fairness.probe_templates import COUNTERFACTUAL_GROUPS, STEREOTYPE_PAIRS
 from harness.runner import TaskEvaluation
-from tasks import resolve_tasks
+from harness.tasks import resolve_tasks
 
 PROBE_TASKS = list(PROBES)
 

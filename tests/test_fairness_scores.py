@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from fairness import Decisions, decision_fairness, group_design, group_metric_frame, group_scores
-from fairness.scores import prediction_group_scores
 from harness.errors import HarnessError
-from metrics import SampleOutcome, Score, get_metric, statistics_matrix
-from metrics.corpus import score_texts
+from harness.fairness import Decisions, decision_fairness, group_design, group_metric_frame, group_scores
+from harness.fairness.scores import prediction_group_scores
+from harness.metrics import SampleOutcome, Score, get_metric, statistics_matrix
+from harness.metrics.corpus import score_texts
 
 
 def _acc_statistics(correct: list[int]) -> np.ndarray:

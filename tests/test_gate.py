@@ -25,8 +25,8 @@ from harness.gate import (
     run_gate,
 )
 from harness.gate_command import gate_junit, gate_markdown
+from harness.metrics import get_metric
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
-from metrics import get_metric
 
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 JUNIT_XSD = Path(__file__).parent / "fixtures" / "junit_ant.xsd"

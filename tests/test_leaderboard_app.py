@@ -9,9 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import harness
+from harness.leaderboard.ui import STORE_KEY
+from harness.leaderboard.views import PAGES, VIEWS_DIR
 from harness.store import MARKER_NAME
-from leaderboard.ui import STORE_KEY
-from leaderboard.views import PAGES, VIEWS_DIR
 
 APP = Path(VIEWS_DIR).parent / "app.py"
 TIMEOUT = 30

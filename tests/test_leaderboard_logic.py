@@ -16,10 +16,8 @@ import pytest
 
 from harness.cli import build_parser
 from harness.errors import HarnessError
-from harness.leaderboard_command import streamlit_command
-from harness.store import MARKER_NAME, ResultStore, RunRecord, SampleRecord, ScoreRecord
-from leaderboard.data import list_store, load_samples, load_store, sample_counts
-from leaderboard.diff import (
+from harness.leaderboard.data import list_store, load_samples, load_store, sample_counts
+from harness.leaderboard.diff import (
     PAIRED,
     UNPAIRED,
     disagreements,
@@ -27,8 +25,8 @@ from leaderboard.diff import (
     unpaired_differences,
     verdicts,
 )
-from leaderboard.groups import group_report, stored_fairness_scores
-from leaderboard.ranking import (
+from harness.leaderboard.groups import group_report, stored_fairness_scores
+from harness.leaderboard.ranking import (
     AVERAGE,
     MEAN_RANK,
     RANK,
@@ -38,10 +36,12 @@ from leaderboard.ranking import (
     primary_metrics,
     rank_groups,
 )
-from leaderboard.sample_metrics import metric_names, per_sample_values, subset_score
-from leaderboard.samples_view import SampleFilters, filter_samples, is_binary, sample_table
-from leaderboard.synthetic import generate_store, task_names
-from leaderboard.trends import trend_frame
+from harness.leaderboard.sample_metrics import metric_names, per_sample_values, subset_score
+from harness.leaderboard.samples_view import SampleFilters, filter_samples, is_binary, sample_table
+from harness.leaderboard.synthetic import generate_store, task_names
+from harness.leaderboard.trends import trend_frame
+from harness.leaderboard_command import streamlit_command
+from harness.store import MARKER_NAME, ResultStore, RunRecord, SampleRecord, ScoreRecord
 
 
 @pytest.fixture(scope="module")
@@ -434,7 +434,7 @@ def test_leaderboard_command_is_registered_and_builds_streamlit_call(tmp_path: P
 
 
 def test_app_store_path_comes_from_argv_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from leaderboard.ui import configured_store
+    from harness.leaderboard.ui import configured_store
 
     monkeypatch.setenv("HARNESS_STORE", "/from/env")
     assert configured_store(["--store", "/from/argv"]) == "/from/argv"

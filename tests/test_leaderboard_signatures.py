@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import harness
-from leaderboard.groups import group_report
-from leaderboard.sample_metrics import per_sample_values, signature_of, subset_score
+from harness.leaderboard.groups import group_report
+from harness.leaderboard.sample_metrics import per_sample_values, signature_of, subset_score
 
 
 def _macro_f1_run(tmp_path: Path) -> tuple[Path, str]:

@@ -13,7 +13,7 @@ import pytest
 
 import harness
 from benchmarks.lm_eval_tasks import lm_eval_copy
-from tasks.registry import BUILTIN_DIR
+from harness.tasks.registry import BUILTIN_DIR
 
 lm_eval = pytest.importorskip("lm_eval")
 BUILTIN = ["harness_prose_ppl", "harness_reading_mc", "harness_tone", "harness_facts_qa"]

@@ -14,9 +14,9 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import precision_recall_fscore_support
 
 from harness.errors import HarnessError
-from metrics import SampleOutcome, get_metric, metric_from_signature, score, statistics_matrix
-from metrics.classification import Classification, class_metrics, per_class_table
-from metrics.corpus import score_texts
+from harness.metrics import SampleOutcome, get_metric, metric_from_signature, score, statistics_matrix
+from harness.metrics.classification import Classification, class_metrics, per_class_table
+from harness.metrics.corpus import score_texts
 
 TOLERANCE = 1e-9
 LABELS = ["pos", "neg", "neutral", "mixed"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from metrics import Metric, get_metric, score, score_many
+from harness.metrics import Metric, get_metric, score, score_many
 
 TRIALS = 400
 DOCUMENTS = 300

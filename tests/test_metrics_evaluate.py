@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from metrics import SampleOutcome, get_metric, metric_from_signature, score, statistics_matrix
+from harness.metrics import SampleOutcome, get_metric, metric_from_signature, score, statistics_matrix
 
 SCRIPT = """
 import datasets

@@ -15,7 +15,7 @@ from lm_eval.api import metrics as lm_metrics
 from lm_eval.api import registry as lm_registry
 from lm_eval.api.task import ConfigurableTask, TaskConfig
 
-from metrics import SampleOutcome, default_metrics, get_metric, score, statistics_matrix
+from harness.metrics import SampleOutcome, default_metrics, get_metric, score, statistics_matrix
 
 SEEDS = [0, 1, 2, 3]
 REL = 1e-12

@@ -18,7 +18,7 @@ from sklearn.metrics import f1_score
 
 import harness
 from harness.errors import HarnessError
-from metrics import metric_from_signature
+from harness.metrics import metric_from_signature
 
 TASK = """\
 task: metric_list_check

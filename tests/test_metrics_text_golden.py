@@ -22,9 +22,9 @@ from lm_eval.api import metrics as lm_metrics
 from rouge_score import rouge_scorer
 
 from harness.errors import HarnessError
-from metrics import SampleOutcome, get_metric, metric_from_signature, score, statistics_matrix
-from metrics._ngrams import _group, clipped_matches, encode_chars
-from metrics.rouge import lcs_length
+from harness.metrics import SampleOutcome, get_metric, metric_from_signature, score, statistics_matrix
+from harness.metrics._ngrams import _group, clipped_matches, encode_chars
+from harness.metrics.rouge import lcs_length
 
 TOLERANCE = 1e-9
 WORDS = [

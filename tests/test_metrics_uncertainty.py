@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError, UnknownNameError
-from metrics import SampleOutcome, bootstrap_replicates, get_metric, score
+from harness.metrics import SampleOutcome, bootstrap_replicates, get_metric, score
 
 
 def _perplexity_stats(logprobs: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_bootstrap_of_a_mean_matches_closed_form() -> None:
 
 
 def test_bootstrap_chunks_large_corpora(monkeypatch: pytest.MonkeyPatch) -> None:
-    import metrics.uncertainty as uncertainty
+    import harness.metrics.uncertainty as uncertainty
 
     monkeypatch.setattr(uncertainty, "_MAX_CELLS", 1000)  # forces 10-row chunks for n=100
     stats = _perplexity_stats(-np.random.default_rng(4).uniform(0.1, 3.0, size=100))

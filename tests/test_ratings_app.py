@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from harness.leaderboard.human import check_passcode
+from harness.leaderboard.ui import STORE_KEY
+from harness.leaderboard.views import PAGES, VIEWS_DIR
 from harness.ratings import RatingsDB, export_ratings, load_gold, load_rubric, plan_campaign, read_ratings
 from harness.store import ResultStore
-from leaderboard.human import check_passcode
-from leaderboard.ui import STORE_KEY
-from leaderboard.views import PAGES, VIEWS_DIR
 from tests.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store
 
 TIMEOUT = 30

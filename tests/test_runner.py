@@ -13,7 +13,7 @@ from harness.api import step_from_path
 from harness.cache import RequestCache
 from harness.requests import LoglikelihoodRequest
 from harness.runner import _chunks, evaluate_tasks
-from tasks import TaskConfig, register_task, resolve_tasks
+from harness.tasks import TaskConfig, register_task, resolve_tasks
 
 
 def _write_task(folder: Path, rows: list[dict[str, object]], name: str = "dup_task") -> Path:

@@ -24,7 +24,7 @@ from rouge_score import rouge_scorer
 from sklearn.metrics import f1_score
 
 from harness.cli import main
-from metrics import metric_from_signature
+from harness.metrics import metric_from_signature
 
 ROWS: list[dict[str, Any]] = [
     {"prediction": "The cat sat on the mat.", "reference": ["The cat is on the mat.", "A cat sat on a mat."]},

@@ -16,9 +16,9 @@ import yaml
 
 from benchmarks.lm_eval_tasks import lm_eval_copy
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingLoglikelihoodRequest
-from tasks import load_task_yaml
-from tasks.registry import BUILTIN_DIR
-from tasks.task import Task
+from harness.tasks import load_task_yaml
+from harness.tasks.registry import BUILTIN_DIR
+from harness.tasks.task import Task
 
 lm_eval_tasks = pytest.importorskip("lm_eval.tasks")
 

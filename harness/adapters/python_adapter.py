@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import os
 import sys
@@ -34,16 +36,33 @@ METHODS = ("loglikelihood", "loglikelihood_rolling", "generate")
 T = TypeVar("T")
 
 
+def _import_from_working_directory(module_name: str) -> Any:
+    """Import `module_name` as `python -m` would see it: the working directory first, then installed code.
+
+    The module is located by a finder over the working directory instead of an edit of `sys.path`, so
+    the user's folder never shadows installed packages for the rest of the process.
+    """
+    top_level = module_name.partition(".")[0]
+    if top_level not in sys.modules:
+        spec = importlib.machinery.PathFinder.find_spec(top_level, [os.getcwd()])
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[top_level] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[top_level]
+                raise
+    return importlib.import_module(module_name)
+
+
 def _import_target(target: str) -> tuple[Any, Any]:
     """The module and the object that `package.module:attribute.path` names."""
     module_name, separator, attribute_path = target.partition(":")
     if not separator or not module_name or not attribute_path:
         raise HarnessError(f"python adapter: target must be package.module:factory, not '{target}'")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_from_working_directory(module_name)
     except ImportError as error:
         raise HarnessError(f"python adapter: cannot import module '{module_name}' ({error})") from None
     found: Any = module

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.errors import HarnessError
-from metrics import get_metric
+from harness.metrics import get_metric
 
 __all__ = ["metric_correlations", "preference_scores", "sample_metric_values"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from leaderboard.data import StoreData
-from leaderboard.diff import disagreements, verdicts
-from leaderboard.sample_metrics import metric_names, signature_of
-from leaderboard.ui import cached_differences, cached_samples, pick_run, store_data
+from harness.leaderboard.data import StoreData
+from harness.leaderboard.diff import disagreements, verdicts
+from harness.leaderboard.sample_metrics import metric_names, signature_of
+from harness.leaderboard.ui import cached_differences, cached_samples, pick_run, store_data
 
 _SHOWN_ROWS = 500
 

@@ -8,9 +8,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from leaderboard.groups import group_report, stored_fairness_scores
-from leaderboard.sample_metrics import metric_names, signature_of
-from leaderboard.ui import cached_counts, cached_samples, pick_run, store_data
+from harness.leaderboard.groups import group_report, stored_fairness_scores
+from harness.leaderboard.sample_metrics import metric_names, signature_of
+from harness.leaderboard.ui import cached_counts, cached_samples, pick_run, store_data
 
 
 def _chart(table: pd.DataFrame, metric: str) -> alt.LayerChart:

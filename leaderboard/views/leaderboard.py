@@ -7,9 +7,9 @@ from typing import Any
 
 import streamlit as st
 
-from leaderboard.data import StoreData
-from leaderboard.human import cached_human_by_run, human_column_config, with_human_columns
-from leaderboard.ranking import (
+from harness.leaderboard.data import StoreData
+from harness.leaderboard.human import cached_human_by_run, human_column_config, with_human_columns
+from harness.leaderboard.ranking import (
     AVERAGE,
     MEAN_RANK,
     RANK,
@@ -19,7 +19,7 @@ from leaderboard.ranking import (
     metric_choices,
     rank_choices,
 )
-from leaderboard.ui import cached_leaderboard, store_data
+from harness.leaderboard.ui import cached_leaderboard, store_data
 
 PRIMARY = "primary metric of each task"
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from harness.ratings import VOTES, Campaign, RatingsDB, RatingsError, ServedItem
-from leaderboard.human import (
+from harness.leaderboard.human import (
     VOTE_LABELS,
     export_quietly,
     flash,
@@ -24,6 +23,7 @@ from leaderboard.human import (
     sign_in,
     skip_item,
 )
+from harness.ratings import VOTES, Campaign, RatingsDB, RatingsError, ServedItem
 
 _REVEAL_KEY = "rp_reveal"
 

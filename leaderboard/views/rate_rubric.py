@@ -10,9 +10,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from harness.ratings import Campaign, RatingsDB, RatingsError, ServedItem
-from harness.ratings.rubric import SCALE_POINTS, Criterion
-from leaderboard.human import (
+from harness.leaderboard.human import (
     export_quietly,
     flash,
     pick_campaign,
@@ -22,6 +20,8 @@ from leaderboard.human import (
     sign_in,
     skip_item,
 )
+from harness.ratings import Campaign, RatingsDB, RatingsError, ServedItem
+from harness.ratings.rubric import SCALE_POINTS, Criterion
 
 
 def _point_label(criterion: Criterion) -> Callable[[int], str]:

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from leaderboard.ui import cached_counts, pick_run, store_data
+from harness.leaderboard.ui import cached_counts, pick_run, store_data
 
 _SCORE_COLUMNS = ["task", "task_version", "metric", "value", "stderr", "ci_low", "ci_high", "n", "signature"]
 

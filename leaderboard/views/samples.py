@@ -7,9 +7,15 @@ import math
 import pandas as pd
 import streamlit as st
 
-from leaderboard.sample_metrics import metric_names, signature_of
-from leaderboard.samples_view import CORRECTNESS, SampleFilters, filter_samples, is_binary, sample_table
-from leaderboard.ui import cached_samples, pick_run, store_data
+from harness.leaderboard.sample_metrics import metric_names, signature_of
+from harness.leaderboard.samples_view import (
+    CORRECTNESS,
+    SampleFilters,
+    filter_samples,
+    is_binary,
+    sample_table,
+)
+from harness.leaderboard.ui import cached_samples, pick_run, store_data
 
 _PAGE_SIZE = 200
 

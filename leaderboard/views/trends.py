@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from leaderboard.trends import trend_frame
-from leaderboard.ui import store_data
+from harness.leaderboard.trends import trend_frame
+from harness.leaderboard.ui import store_data
 
 
 def _chart(frame: pd.DataFrame, metric: str) -> alt.LayerChart:
