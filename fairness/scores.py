@@ -29,7 +29,7 @@ a line on stderr: a missing row cannot be mistaken for perfect parity, a 0 could
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -45,12 +45,28 @@ from harness.fairness.groups import (
     group_value,
     warn,
 )
-from harness.metrics import Metric, Score
-from harness.metrics.base import make_signature
+from harness.metrics import Metric, SampleOutcome, Score
 from harness.metrics.classification import Classification
+from harness.signatures import make_signature
 
 if TYPE_CHECKING:
-    from harness.runner import TaskEvaluation
+    from harness.tasks import Task, TaskInstance
+
+
+class EvaluatedTask(Protocol):
+    """What the fairness rows read of one evaluated task (`harness.runner.TaskEvaluation` has it)."""
+
+    @property
+    def task(self) -> Task: ...
+
+    @property
+    def instances(self) -> Sequence[TaskInstance]: ...
+
+    @property
+    def outcomes(self) -> Sequence[SampleOutcome]: ...
+
+    @property
+    def statistics(self) -> Mapping[str, np.ndarray]: ...
 
 
 class _Rows:
@@ -248,7 +264,7 @@ def prediction_group_scores(
     )
 
 
-def task_fairness_scores(evaluation: TaskEvaluation, bootstrap_resamples: int, seed: int) -> list[Score]:
+def task_fairness_scores(evaluation: EvaluatedTask, bootstrap_resamples: int, seed: int) -> list[Score]:
     """Extra score rows of one evaluated task: group rows when its YAML names a `group_field`, and
     probe rows when its documents carry probe fields (see `fairness.probes`); none otherwise."""
     task = evaluation.task

@@ -26,7 +26,9 @@ from harness.errors import HarnessError
 from harness.fairness import task_fairness_scores
 from harness.runner import RequestStats, TaskEvaluation, evaluate_tasks
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord, default_store_path, new_run_id
-from harness.tasks import DEFAULT_SUITE, resolve_tasks
+from harness.tasks import DEFAULT_SUITE
+from harness.tasks.groups import group_scores
+from harness.tasks.registry import resolve_selection
 from harness.versions import harness_version
 
 _STEP_PATTERN = re.compile(r"(?:checkpoint|global_step|step)[-_]?(\d+)$")
@@ -137,7 +139,7 @@ def evaluate(
     args = dict(model_args or {})
     task_specs = [tasks] if isinstance(tasks, str) else list(tasks or DEFAULT_SUITE)
     task_specs = [spec for item in task_specs for spec in item.split(",")]
-    resolved_tasks = resolve_tasks(task_specs, [Path(p) for p in include_paths])
+    selection = resolve_selection(task_specs, [Path(p) for p in include_paths])
     if limit is not None and limit <= 0:
         raise HarnessError("--limit must be a positive number of documents")
     if bootstrap_resamples < 0:
@@ -156,7 +158,7 @@ def evaluate(
     try:
         evaluations = evaluate_tasks(
             adapter,
-            resolved_tasks,
+            list(selection.tasks),
             limit=limit,
             cache=cache,
             bootstrap_resamples=bootstrap_resamples,
@@ -168,11 +170,22 @@ def evaluate(
         if cache is not None:
             cache.close()
     run_id = new_run_id()
+    task_rows = [
+        (evaluation.task.name, evaluation.task.version, item)
+        for evaluation in evaluations
+        for item in (*evaluation.scores, *task_fairness_scores(evaluation, bootstrap_resamples, seed))
+    ]
+    scores_by_task = {evaluation.task.name: evaluation.scores for evaluation in evaluations}
+    group_rows = [
+        (group.name, group.version, item)
+        for group in selection.groups
+        for item in group_scores(group, scores_by_task)
+    ]
     score_records = tuple(
         ScoreRecord(
             run_id=run_id,
-            task=evaluation.task.name,
-            task_version=evaluation.task.version,
+            task=task_name,
+            task_version=version,
             metric=item.metric,
             value=item.value,
             stderr=item.stderr,
@@ -182,8 +195,7 @@ def evaluate(
             higher_is_better=item.higher_is_better,
             signature=item.signature,
         )
-        for evaluation in evaluations
-        for item in (*evaluation.scores, *task_fairness_scores(evaluation, bootstrap_resamples, seed))
+        for task_name, version, item in (*task_rows, *group_rows)
     )
     wall_seconds = time.perf_counter() - started
     if write:
@@ -198,6 +210,7 @@ def evaluate(
             "host": platform.node(),
             "argv": sys.argv if os.environ.get("HARNESS_RECORD_ARGV", "1") == "1" else None,
             "task_versions": {e.task.name: e.task.version for e in evaluations},
+            "groups": {group.name: [task.name for task in group.leaf_tasks()] for group in selection.groups},
             "cost": {e.task.name: e.request_stats.cost(e.wall_seconds) for e in evaluations},
             "requests": {k: v for k, v in stats.__dict__.items() if k != "latencies"},
             "wall_seconds": wall_seconds,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import traceback
 from collections.abc import Sequence
@@ -13,11 +12,11 @@ from typing import NoReturn
 
 import pandas as pd
 
+from harness.cli_support import format_scores, parse_model_args
 from harness.errors import HarnessError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
-SCORE_COLUMNS = ["run_id", "model", "task", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,33 +27,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _model_args(pairs: Sequence[str]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise HarnessError(f"--model-args takes key=value pairs, got '{pair}'")
-        parsed[key.strip()] = value.strip()
-    return parsed
-
-
-def format_scores(frame: pd.DataFrame, output_format: str) -> str:
-    columns = [c for c in SCORE_COLUMNS if c in frame.columns]
-    frame = frame[columns]
-    if output_format == "json":
-        return json.dumps(json.loads(frame.to_json(orient="records", double_precision=15)), indent=2)
-    if output_format == "csv":
-        return str(frame.to_csv(index=False)).rstrip("\n")
-    if frame.empty:
-        return "(no scores)"
-    shown = frame.drop(columns=["run_id"]) if frame["run_id"].nunique() == 1 else frame
-    return str(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-
-
 def _command_run(args: argparse.Namespace) -> int:
     from harness.api import evaluate
 
-    model_args = _model_args(args.model_args)
+    model_args = parse_model_args(args.model_args)
     if args.batch_size is not None:
         model_args["batch_size"] = args.batch_size
     report = evaluate(
@@ -96,21 +72,16 @@ def _command_scores(args: argparse.Namespace) -> int:
 
 
 def _command_tasks(args: argparse.Namespace) -> int:
-    from harness.tasks import resolve_tasks, task_names
+    from harness.tasks.registry import list_tasks
 
-    include = [Path(p) for p in args.include_path]
-    for folder in include:
-        if not folder.is_dir():
-            raise HarnessError(f"--include-path {folder} is not a folder")
-    rows = []
-    for name in task_names(include):
-        try:
-            (task,) = resolve_tasks([name], include)
-            rows.append({"task": name, "output_type": task.output_type, "version": task.version})
-        except HarnessError as error:
-            rows.append({"task": name, "output_type": "error", "version": str(error)})
-    frame = pd.DataFrame(rows)
-    print(frame.to_string(index=False) if args.format == "table" else frame.to_json(orient="records"))
+    rows = [listing.__dict__ for listing in list_tasks([Path(p) for p in args.include_path])]
+    frame = pd.DataFrame(rows, columns=["name", "kind", "output_type", "source"]).rename(
+        columns={"name": "task"}
+    )
+    if args.format == "table":
+        print(frame.fillna("").to_string(index=False))
+    else:
+        print(frame.to_json(orient="records"))
     return EXIT_OK
 
 

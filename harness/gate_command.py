@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.cli_support import parse_model_args
 from harness.compare import MetricComparison, compare_runs
 from harness.errors import HarnessError
 from harness.gate import (
@@ -297,10 +298,9 @@ def _command_gate(args: argparse.Namespace) -> int:
 
 
 def _command_watch(args: argparse.Namespace) -> int:
-    from harness.cli import _model_args
     from harness.watch import WatchSettings, watch
 
-    model_args = _model_args(args.model_args)
+    model_args = parse_model_args(args.model_args)
     if args.batch_size is not None:
         model_args["batch_size"] = args.batch_size
     settings = WatchSettings(

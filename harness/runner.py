@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from harness.requests import (
     Result,
     RollingLoglikelihoodRequest,
 )
+from harness.tasks.scoring import filter_of
 from harness.tasks.task import Task, TaskInstance
 
 # Results are written to the cache after every chunk of this many requests (rounded to whole contexts).
@@ -198,8 +199,9 @@ def serve_requests(
     return results
 
 
-def statistics_for(task: Task, outcomes: Sequence[SampleOutcome]) -> dict[str, np.ndarray]:
-    return {metric.name: statistics_matrix(metric, outcomes) for metric in task.metrics}
+def statistics_for(task: Task, outcomes: Mapping[str, Sequence[SampleOutcome]]) -> dict[str, np.ndarray]:
+    """Each metric's per-document statistics, from the outcomes of the filter pipeline it is scored on."""
+    return {metric.name: statistics_matrix(metric, outcomes[filter_of(metric)]) for metric in task.metrics}
 
 
 def evaluate_tasks(
@@ -226,8 +228,10 @@ def evaluate_tasks(
         results = serve_requests(
             adapter, requests, cache, show_progress=show_progress, stats=task_stats, description=task.name
         )
-        outcomes = tuple(task.outcome(inst, [results[r] for r in inst.requests]) for inst in instances)
-        statistics = statistics_for(task, outcomes)
+        answers = [[results[request] for request in instance.requests] for instance in instances]
+        filtered = task.filtered_outcomes(instances, answers)
+        outcomes = filtered[task.filters[0].name]
+        statistics = statistics_for(task, filtered)
         # One set of bootstrap draws serves every metric of the task (and keeps them paired).
         scores = tuple(
             score_many(

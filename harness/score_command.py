@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from harness.cli_support import format_scores
 from harness.errors import HarnessError
 from harness.metrics.corpus import METRIC_GROUPS, CorpusScores, expand_metric_names, score_texts, uses_labels
 from harness.versions import harness_version, library_version
@@ -266,7 +267,6 @@ def _provenance(args: argparse.Namespace, result: CorpusScores, task: str, wall:
 def command_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from harness.cli import format_scores
     from harness.store import (
         ResultStore,
         RunRecord,

@@ -17,11 +17,10 @@ from harness.metrics.base import (
     SampleOutcome,
     Score,
     default_metrics,
-    get_metric,
-    metric_from_signature,
     statistics_matrix,
 )
 from harness.metrics.corpus import CorpusScores, score_texts
+from harness.metrics.lookup import get_metric, metric_from_signature
 from harness.metrics.uncertainty import bootstrap_replicates, score, score_many
 
 __all__ = [

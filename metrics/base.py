@@ -8,18 +8,15 @@ be written once, generically, as matrix products over a count matrix (see `metri
 
 from __future__ import annotations
 
-import functools
-import inspect
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from harness.errors import HarnessError
 from harness.registry import Registry
-from harness.versions import harness_version, library_version
+from harness.signatures import make_signature as make_signature  # re-exported: metrics sign with it
 
 OUTPUT_TYPES = frozenset({"loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until"})
 EVALUATE_PREFIX = "evaluate:"
@@ -39,6 +36,8 @@ class SampleOutcome:
     logprob: float | None = None  # loglikelihood / rolling total logprob
     is_greedy: bool | None = None
     num_tokens: int | None = None  # rolling: tokens scored
+    # A task's own process_results (lm-eval's hook): metric name -> this document's item.
+    values: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.output_type not in OUTPUT_TYPES:
@@ -118,33 +117,6 @@ def default_metrics(output_type: str) -> list[str]:
     return list(_DEFAULT_METRICS[output_type])
 
 
-def get_metric(name: str, **settings: Any) -> Metric:
-    """Build a metric from its registered name and task-YAML settings (e.g. ignore_case=True).
-
-    `evaluate:<name-or-path>` wraps a Hugging Face `evaluate` module (see metrics.hf_evaluate).
-    """
-    if name.startswith(EVALUATE_PREFIX):
-        from harness.metrics.hf_evaluate import load_evaluate_metric  # imports `evaluate` only when asked
-
-        factory: Callable[..., Metric] = functools.partial(
-            load_evaluate_metric, name.removeprefix(EVALUATE_PREFIX)
-        )
-    else:
-        factory = METRICS.get(name)  # UnknownNameError suggests the closest name
-    try:
-        # Bind first so an unknown setting is reported as a user error, not a TypeError deep inside.
-        inspect.signature(factory).bind(**settings)
-    except TypeError:
-        accepted = [p for p in inspect.signature(factory).parameters if p != "self"]
-        unknown = sorted(set(settings) - set(accepted))
-        listing = ", ".join(accepted) if accepted else "none"
-        raise HarnessError(
-            f"metric '{name}' does not accept setting(s) {', '.join(unknown) or sorted(settings)}; "
-            f"accepted settings: {listing}"
-        ) from None
-    return factory(**settings)
-
-
 # Score rows that summarise subsets of a task's samples (fairness gaps, per-group values) rather than
 # one per-sample statistic: they cannot be paired document by document.
 DERIVED_METRIC_PREFIXES = ("fairness/", "group/")
@@ -152,29 +124,6 @@ DERIVED_METRIC_PREFIXES = ("fairness/", "group/")
 
 def is_derived_metric(name: str) -> bool:
     return name.startswith(DERIVED_METRIC_PREFIXES)
-
-
-def metric_from_signature(signature: str) -> Metric:
-    """Rebuild the metric that produced `signature`, settings included.
-
-    Statistics layouts and aggregation rules can depend on settings (BLEU's n-gram order and
-    smoothing, the label set of F1), so code that re-aggregates stored statistics should rebuild the
-    metric from the stored signature rather than from its bare name. Keys that are not settings of
-    the metric (library versions, descriptive entries) are skipped.
-    """
-    name, *parts = signature.split("|")
-    if name.startswith(EVALUATE_PREFIX):
-        from harness.metrics.hf_evaluate import load_evaluate_metric
-
-        accepted = set(inspect.signature(load_evaluate_metric).parameters)
-    else:
-        accepted = set(inspect.signature(METRICS.get(name)).parameters)
-    settings: dict[str, Any] = {}
-    for part in parts:
-        key, separator, text = part.partition(":")
-        if separator and key in accepted:
-            settings[key] = _decode_setting(text)
-    return get_metric(name, **settings)
 
 
 def statistics_matrix(metric: Metric, outcomes: Iterable[SampleOutcome]) -> np.ndarray:
@@ -223,42 +172,6 @@ def generation_texts(
         predictions.append(require(outcome.prediction, "prediction", metric))
         references.append(outcome.references or (outcome.target,))
     return predictions, references
-
-
-def _decode_setting(text: str) -> Any:
-    if text in ("yes", "no"):
-        return text == "yes"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _encode_setting(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, str) and "|" not in value and _decode_setting(value) == value:
-        return value
-    # JSON for everything else, and for strings that would read back as something else ("1",
-    # "yes", "null"); '|' only occurs inside JSON strings, where its escape keeps the signature
-    # splittable on '|'.
-    return json.dumps(value, ensure_ascii=False).replace("|", "\\u007c")
-
-
-def make_signature(
-    name: str, settings: Mapping[str, object] | None = None, libraries: Sequence[str] = ()
-) -> str:
-    """sacrebleu-style 'name|key:value|...|library:VERSION|harness:VERSION'.
-
-    `settings` should be the metric's factory settings (so `metric_from_signature` can rebuild it),
-    `libraries` the distributions whose code determines the number.
-    """
-    parts = [name]
-    for key, value in (settings or {}).items():
-        parts.append(f"{key}:{_encode_setting(value)}")
-    parts.extend(f"{library}:{library_version(library)}" for library in libraries)
-    parts.append(f"harness:{harness_version()}")
-    return "|".join(parts)
 
 
 def mean_of_first(totals: np.ndarray) -> np.ndarray:

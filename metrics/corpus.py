@@ -20,7 +20,6 @@ from harness.metrics.base import (
     Metric,
     SampleOutcome,
     Score,
-    get_metric,
     statistics_matrix,
 )
 from harness.metrics.classification import (
@@ -31,6 +30,7 @@ from harness.metrics.classification import (
     per_class_table,
 )
 from harness.metrics.loglikelihood import Accuracy
+from harness.metrics.lookup import get_metric
 from harness.metrics.uncertainty import score_many
 
 if TYPE_CHECKING:

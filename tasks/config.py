@@ -7,14 +7,14 @@ typo such as `num_fewshots` cannot quietly change what is measured.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import yaml
-
 from harness.errors import HarnessError
+from harness.tasks.filters import build_filter_pipelines
+from harness.tasks.yaml_loader import load_task_file, resolve_functions
 
 OutputType = Literal["loglikelihood", "multiple_choice", "loglikelihood_rolling", "generate_until"]
 OUTPUT_TYPES: tuple[OutputType, ...] = (
@@ -24,10 +24,11 @@ OUTPUT_TYPES: tuple[OutputType, ...] = (
     "generate_until",
 )
 
-# Keys shared with lm-evaluation-harness, then our own (group_field, apply_chat_template).
+# Every key of lm-evaluation-harness 0.4.13's task YAML that harness runs.
 LM_EVAL_KEYS = frozenset(
     {
         "task",
+        "task_alias",
         "tag",
         "dataset_path",
         "dataset_name",
@@ -36,33 +37,98 @@ LM_EVAL_KEYS = frozenset(
         "validation_split",
         "test_split",
         "fewshot_split",
+        "fewshot_config",
         "num_fewshot",
+        "process_docs",
         "doc_to_text",
         "doc_to_target",
         "doc_to_choice",
+        "process_results",
         "description",
         "target_delimiter",
         "fewshot_delimiter",
+        "gen_prefix",
         "output_type",
         "generation_kwargs",
+        "repeats",
+        "filter_list",
         "metric_list",
         "metadata",
     }
 )
+# lm-eval keys that change no request and no number: accepted and ignored. (`group` in a task file is
+# lm-eval's old spelling of `tag`; `unsafe_code` only gates code-execution metrics, which we lack.)
+INERT_KEYS = frozenset(
+    {
+        "should_decontaminate",
+        "doc_to_decontamination_query",
+        "unsafe_code",
+        "group",
+        "group_alias",
+        "task_list",
+    }
+)
+# lm-eval keys whose features harness does not have: refused by name rather than silently ignored.
+UNSUPPORTED_KEYS = {
+    "use_prompt": "promptsource prompts are not supported",
+    "doc_to_image": "image inputs are not supported",
+    "doc_to_audio": "audio inputs are not supported",
+    "custom_dataset": "custom_dataset is not supported; point dataset_path at the data",
+    "class": "Python task classes are not supported; use a YAML task with !function hooks",
+}
 HARNESS_KEYS = frozenset({"group_field", "apply_chat_template"})
-KNOWN_KEYS = LM_EVAL_KEYS | HARNESS_KEYS
-METRIC_ENTRY_KEYS_IGNORED = frozenset({"aggregation", "higher_is_better"})
+KNOWN_KEYS = LM_EVAL_KEYS | HARNESS_KEYS | INERT_KEYS
+METRIC_ENTRY_KEYS = frozenset({"metric", "aggregation", "higher_is_better", "hf_evaluate"})
 GENERATION_KEYS = frozenset(
     {"until", "max_gen_toks", "max_new_tokens", "do_sample", "temperature", "top_p", "seed"}
 )
+FEWSHOT_CONFIG_KEYS = frozenset(
+    {
+        "sampler",
+        "split",
+        "samples",
+        "process_docs",
+        "fewshot_indices",
+        "doc_to_text",
+        "doc_to_choice",
+        "doc_to_target",
+        "gen_prefix",
+        "fewshot_delimiter",
+        "target_delimiter",
+    }
+)
+SAMPLERS = ("default", "first_n")
+LOCAL_FORMATS = frozenset({"json", "csv", "parquet"})
 
-Template = str | int | list[Any] | dict[str, Any]
+# A document field name, a Jinja template, a literal, or (from `!function`) a Python callable.
+Template = str | int | list[Any] | dict[str, Any] | Callable[..., Any]
+DocumentHook = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Only for metrics that a task's own process_results computes: how lm-eval aggregates them.
+    aggregation: str | Callable[..., Any] | None = None
+    higher_is_better: bool | None = None
+
+
+@dataclass(frozen=True)
+class FewshotSettings:
+    """How few-shot examples are chosen and written (lm-eval's `fewshot_config`, task keys inherited)."""
+
+    sampler: str = "default"
+    split: str | None = None
+    samples: tuple[Mapping[str, Any], ...] | None = None
+    indices: tuple[int, ...] | None = None
+    process_docs: DocumentHook | None = None
+    doc_to_text: Template | None = None
+    doc_to_choice: Template | None = None
+    doc_to_target: Template | None = None
+    gen_prefix: str | None = None
+    fewshot_delimiter: str | None = None
+    target_delimiter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +136,8 @@ class TaskConfig:
     task: str
     output_type: OutputType
     dataset_path: str
-    data_files: Mapping[str, tuple[Path, ...]]
+    # Local data: split -> files. None when dataset_path names a Hugging Face dataset.
+    data_files: Mapping[str, tuple[Path, ...]] | None
     test_split: str | None = None
     validation_split: str | None = None
     training_split: str | None = None
@@ -88,6 +155,18 @@ class TaskConfig:
     group_field: str | None = None
     apply_chat_template: bool = False
     source: Path | None = None
+    dataset_name: str | None = None
+    dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    process_docs: DocumentHook | None = None
+    process_results: Callable[[Any, Any], Mapping[str, Any]] | None = None
+    # Raw `filter_list` entries; harness.tasks.filters builds the pipelines.
+    filter_list: tuple[Mapping[str, Any], ...] | None = None
+    repeats: int = 1
+    fewshot: FewshotSettings = field(default_factory=FewshotSettings)
+    gen_prefix: str | None = None
+    task_alias: str | None = None
+    tags: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def eval_split(self) -> str:
@@ -98,11 +177,16 @@ class TaskConfig:
 
     @property
     def fewshot_source_split(self) -> str | None:
-        return self.fewshot_split or self.training_split or self.validation_split
+        return self.fewshot.split or self.training_split or self.validation_split or self.test_split
+
+    @property
+    def uses_hub_dataset(self) -> bool:
+        return self.data_files is None
 
 
 def _closest(key: str, known: frozenset[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    # A high cutoff: suggest only near-typos, never a different key that merely looks alike.
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -118,29 +202,35 @@ def _resolve_data_file(name: str, source: Path | None) -> Path:
     return path.resolve()
 
 
+def _local_folder_files(folder: Path) -> dict[str, tuple[Path, ...]]:
+    found: dict[str, tuple[Path, ...]] = {}
+    for candidate in sorted(folder.iterdir()):
+        if candidate.suffix in {".json", ".jsonl", ".csv", ".parquet"}:
+            found.setdefault(candidate.stem, ())
+            found[candidate.stem] += (candidate,)
+    return found
+
+
 def _data_files(
-    raw: Mapping[str, Any], dataset_path: str, source: Path | None
-) -> dict[str, tuple[Path, ...]]:
-    kwargs = raw.get("dataset_kwargs") or {}
-    if not isinstance(kwargs, Mapping):
-        raise HarnessError(f"{_where(source)}dataset_kwargs must be a mapping")
-    unknown = set(kwargs) - {"data_files", "data_dir"}
-    if unknown:
-        raise HarnessError(f"{_where(source)}unsupported dataset_kwargs key '{sorted(unknown)[0]}'")
+    kwargs: Mapping[str, Any], dataset_path: str, dataset_name: str | None, source: Path | None
+) -> dict[str, tuple[Path, ...]] | None:
+    """Local data files per split, or None when dataset_path names a Hugging Face dataset."""
     files = kwargs.get("data_files")
     if files is None:
-        # dataset_path may itself be a local directory of `<split>.<ext>` files, or one file.
+        if dataset_path in LOCAL_FORMATS:
+            raise HarnessError(
+                f"{_where(source)}dataset_path '{dataset_path}' needs dataset_kwargs.data_files"
+            )
         local = _resolve_data_file(dataset_path, source)
-        if local.is_dir():
-            found: dict[str, tuple[Path, ...]] = {}
-            for candidate in sorted(local.iterdir()):
-                if candidate.suffix in {".json", ".jsonl", ".csv", ".parquet"}:
-                    found.setdefault(candidate.stem, ())
-                    found[candidate.stem] += (candidate,)
-            return found
+        # A folder of `<split>.<ext>` files, or one file; anything else is a Hub dataset (or a folder
+        # laid out like one), loaded through the `datasets` library.
+        if local.is_dir() and dataset_name is None and not kwargs:
+            flat = _local_folder_files(local)
+            if flat:
+                return flat
         if local.is_file():
             return {"train": (local,)}
-        raise HarnessError(f"{_where(source)}dataset_path '{dataset_path}' is not a local file or folder")
+        return None
     # The same shapes as datasets.load_dataset(data_files=...): a string or list means split "train".
     if isinstance(files, str | list):
         files = {"train": files}
@@ -148,6 +238,12 @@ def _data_files(
         raise HarnessError(f"{_where(source)}dataset_kwargs.data_files must be a path, list or mapping")
     resolved: dict[str, tuple[Path, ...]] = {}
     for split, names in files.items():
+        if not isinstance(names, str | list) or not all(
+            isinstance(n, str) for n in ([names] if isinstance(names, str) else names)
+        ):
+            raise HarnessError(
+                f"{_where(source)}dataset_kwargs.data_files.{split} must be a path or list of paths"
+            )
         names_list = [names] if isinstance(names, str) else list(names)
         resolved[str(split)] = tuple(_resolve_data_file(str(name), source) for name in names_list)
     return resolved
@@ -165,12 +261,25 @@ def _metric_specs(raw: Any, source: Path | None) -> tuple[MetricSpec, ...]:
             continue
         if not isinstance(entry, Mapping) or "metric" not in entry:
             raise HarnessError(f"{_where(source)}each metric_list entry needs a 'metric' key")
-        settings = {k: v for k, v in entry.items() if k != "metric" and k not in METRIC_ENTRY_KEYS_IGNORED}
-        specs.append(MetricSpec(str(entry["metric"]), settings))
+        name = entry["metric"]
+        if callable(name):
+            raise HarnessError(f"{_where(source)}metric_list: a !function metric is not supported")
+        aggregation = entry.get("aggregation")
+        if aggregation is not None and not isinstance(aggregation, str) and not callable(aggregation):
+            raise HarnessError(
+                f"{_where(source)}metric_list: {name}: aggregation must be a name or !function"
+            )
+        higher = entry.get("higher_is_better")
+        if higher is not None and not isinstance(higher, bool):
+            raise HarnessError(f"{_where(source)}metric_list: {name}: higher_is_better must be true or false")
+        settings = {k: v for k, v in entry.items() if k not in METRIC_ENTRY_KEYS}
+        specs.append(MetricSpec(str(name), settings, aggregation, higher))
     return tuple(specs)
 
 
 def _generation_kwargs(raw: Any, fewshot_delimiter: str, source: Path | None) -> dict[str, Any]:
+    if raw is not None and not isinstance(raw, Mapping):
+        raise HarnessError(f"{_where(source)}generation_kwargs must be a mapping")
     kwargs = dict(raw or {})
     for key in kwargs:
         if key not in GENERATION_KEYS:
@@ -181,74 +290,210 @@ def _generation_kwargs(raw: Any, fewshot_delimiter: str, source: Path | None) ->
     kwargs.setdefault("until", [fewshot_delimiter])
     if isinstance(kwargs["until"], str):
         kwargs["until"] = [kwargs["until"]]
+    if not isinstance(kwargs["until"], list) or not all(isinstance(stop, str) for stop in kwargs["until"]):
+        raise HarnessError(f"{_where(source)}generation_kwargs.until must be a string or a list of strings")
+    for key in ("max_gen_toks", "max_new_tokens"):
+        if key in kwargs and (type(kwargs[key]) is not int or kwargs[key] <= 0):
+            raise HarnessError(f"{_where(source)}generation_kwargs.{key} must be a positive integer")
+    for key in ("temperature", "top_p"):
+        if key in kwargs and (isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int | float)):
+            raise HarnessError(f"{_where(source)}generation_kwargs.{key} must be a number")
     return kwargs
 
 
-def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> TaskConfig:
+def _optional_str(raw: Mapping[str, Any], key: str, source: Path | None) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise HarnessError(f"{_where(source)}{key} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _text_setting(raw: Mapping[str, Any], key: str, default: str, source: Path | None) -> str:
+    value = raw.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise HarnessError(f"{_where(source)}{key} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str, default: int, minimum: int, source: Path | None) -> int:
+    value = raw.get(key)
+    if value is None:
+        return default
+    # bool is an int in Python; `num_fewshot: true` is a mistake, not 1.
+    if type(value) is not int or value < minimum:
+        raise HarnessError(f"{_where(source)}{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _hook(raw: Mapping[str, Any], key: str, source: Path | None) -> Any:
+    value = resolve_functions(raw.get(key), source, key)
+    if value is not None and not callable(value):
+        raise HarnessError(f"{_where(source)}{key} must be a !function reference")
+    return value
+
+
+def _fewshot_settings(
+    raw: Mapping[str, Any], resolved: Mapping[str, Any], source: Path | None
+) -> FewshotSettings:
+    config = raw.get("fewshot_config") or {}
+    if not isinstance(config, Mapping):
+        raise HarnessError(f"{_where(source)}fewshot_config must be a mapping")
+    for key in config:
+        if key not in FEWSHOT_CONFIG_KEYS:
+            raise HarnessError(
+                f"{_where(source)}unknown fewshot_config key '{key}'{_closest(str(key), FEWSHOT_CONFIG_KEYS)}"
+            )
+    sampler = config.get("sampler", "default")
+    if sampler not in SAMPLERS:
+        raise HarnessError(
+            f"{_where(source)}fewshot_config.sampler '{sampler}' is not one of {', '.join(SAMPLERS)}"
+        )
+    config = resolve_functions(dict(config), source, "fewshot_config")
+    samples = config.get("samples")
+    if callable(samples):
+        samples = samples()
+    if samples is not None and (
+        not isinstance(samples, list) or not all(isinstance(d, Mapping) for d in samples)
+    ):
+        raise HarnessError(f"{_where(source)}fewshot_config.samples must be a list of documents")
+    indices = config.get("fewshot_indices")
+    if indices is not None and (not isinstance(indices, list) or not all(type(i) is int for i in indices)):
+        raise HarnessError(f"{_where(source)}fewshot_config.fewshot_indices must be a list of integers")
+
+    def inherited(key: str, task_key: str | None = None) -> Any:
+        # fewshot_config's own keys win; otherwise the task's (lm-eval's FewshotConfig.from_dict).
+        return config[key] if key in config else resolved.get(task_key or key)
+
+    return FewshotSettings(
+        sampler=str(sampler),
+        split=inherited("split", "fewshot_split"),
+        samples=tuple(samples) if samples is not None else None,
+        indices=tuple(indices) if indices is not None else None,
+        process_docs=inherited("process_docs"),
+        doc_to_text=inherited("doc_to_text"),
+        doc_to_choice=inherited("doc_to_choice"),
+        doc_to_target=inherited("doc_to_target"),
+        gen_prefix=inherited("gen_prefix"),
+        fewshot_delimiter=inherited("fewshot_delimiter"),
+        target_delimiter=inherited("target_delimiter"),
+    )
+
+
+def _tags(raw: Mapping[str, Any], source: Path | None) -> tuple[str, ...]:
+    value = raw.get("tag")
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise HarnessError(f"{_where(source)}tag must be a name or a list of names")
+    return tuple(names)
+
+
+def _check_keys(raw: Mapping[str, Any], source: Path | None) -> None:
     for key in raw:
+        if key in UNSUPPORTED_KEYS:
+            raise HarnessError(f"{_where(source)}{key}: {UNSUPPORTED_KEYS[key]}")
         if key not in KNOWN_KEYS:
             raise HarnessError(f"{_where(source)}unknown task key '{key}'{_closest(str(key), KNOWN_KEYS)}")
     for required in ("task", "dataset_path"):
         if required not in raw:
             raise HarnessError(f"{_where(source)}task definition needs '{required}'")
+    if not isinstance(raw["task"], str) or not raw["task"].strip():
+        raise HarnessError(f"{_where(source)}task must be a non-empty name")
+    if not isinstance(raw["dataset_path"], str) or not raw["dataset_path"]:
+        raise HarnessError(f"{_where(source)}dataset_path must be a non-empty string")
+    for split_key in ("test_split", "validation_split", "training_split", "fewshot_split", "dataset_name"):
+        _optional_str(raw, split_key, source)
+
+
+def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> TaskConfig:
+    """A task from its YAML keys (includes already merged; `!function` values may still be references)."""
+    _check_keys(raw, source)
     output_type = raw.get("output_type", "generate_until")
     if output_type not in OUTPUT_TYPES:
         raise HarnessError(
             f"{_where(source)}output_type '{output_type}' is not one of {', '.join(OUTPUT_TYPES)}"
         )
-    if raw.get("dataset_name") is not None:
-        raise HarnessError(f"{_where(source)}dataset_name is not supported for local data")
-    num_fewshot = raw.get("num_fewshot") or 0
-    if not isinstance(num_fewshot, int) or num_fewshot < 0:
-        raise HarnessError(f"{_where(source)}num_fewshot must be a non-negative integer")
-    fewshot_delimiter = str(raw.get("fewshot_delimiter", "\n\n"))
+    fewshot_delimiter = _text_setting(raw, "fewshot_delimiter", "\n\n", source)
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, Mapping):
         raise HarnessError(f"{_where(source)}metadata must be a mapping")
+    dataset_kwargs = raw.get("dataset_kwargs") or {}
+    if not isinstance(dataset_kwargs, Mapping):
+        raise HarnessError(f"{_where(source)}dataset_kwargs must be a mapping")
     dataset_path = str(raw["dataset_path"])
+    dataset_name = raw.get("dataset_name")
+    data_files = _data_files(dataset_kwargs, dataset_path, dataset_name, source)
+    if data_files is not None:
+        unknown = set(dataset_kwargs) - {"data_files", "data_dir", "trust_remote_code"}
+        if unknown:
+            raise HarnessError(
+                f"{_where(source)}unsupported dataset_kwargs key '{sorted(unknown)[0]}' for local data"
+            )
+        if dataset_name is not None and dataset_path not in LOCAL_FORMATS:
+            raise HarnessError(f"{_where(source)}dataset_name is not supported for local data files")
+    resolved = {key: resolve_functions(raw.get(key), source, key) for key in raw if key in _HOOK_KEYS}
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        raise HarnessError(f"{_where(source)}description must be a string")
     return TaskConfig(
-        task=str(raw["task"]),
+        task=raw["task"],
         output_type=cast(OutputType, output_type),
         dataset_path=dataset_path,
-        data_files=_data_files(raw, dataset_path, source),
+        data_files=data_files,
         test_split=raw.get("test_split"),
         validation_split=raw.get("validation_split"),
         training_split=raw.get("training_split"),
         fewshot_split=raw.get("fewshot_split"),
-        num_fewshot=num_fewshot,
-        doc_to_text=raw.get("doc_to_text", ""),
-        doc_to_target=raw.get("doc_to_target", ""),
-        doc_to_choice=raw.get("doc_to_choice"),
-        description=str(raw.get("description") or ""),
-        target_delimiter=str(raw.get("target_delimiter", " ")),
+        num_fewshot=_count(raw, "num_fewshot", 0, 0, source),
+        doc_to_text=resolved.get("doc_to_text", ""),
+        doc_to_target=resolved.get("doc_to_target", ""),
+        doc_to_choice=resolved.get("doc_to_choice"),
+        description=description,
+        target_delimiter=_text_setting(raw, "target_delimiter", " ", source),
         fewshot_delimiter=fewshot_delimiter,
         generation_kwargs=(
             _generation_kwargs(raw.get("generation_kwargs"), fewshot_delimiter, source)
             if output_type == "generate_until"
             else {}
         ),
-        metric_list=_metric_specs(raw.get("metric_list"), source),
+        metric_list=_metric_specs(resolve_functions(raw.get("metric_list"), source, "metric_list"), source),
         version=str(metadata.get("version", "0")),
-        group_field=raw.get("group_field"),
+        group_field=_optional_str(raw, "group_field", source),
         apply_chat_template=bool(raw.get("apply_chat_template", False)),
         source=source,
+        dataset_name=dataset_name,
+        dataset_kwargs=dict(dataset_kwargs),
+        process_docs=_hook(raw, "process_docs", source),
+        process_results=_hook(raw, "process_results", source),
+        filter_list=_filter_entries(raw, source),
+        repeats=_count(raw, "repeats", 1, 1, source),
+        fewshot=_fewshot_settings(raw, {**raw, **resolved}, source),
+        gen_prefix=_optional_str(raw, "gen_prefix", source),
+        task_alias=_optional_str(raw, "task_alias", source),
+        tags=_tags(raw, source),
+        metadata=dict(metadata),
     )
 
 
+# Keys whose values may be `!function` references to import when the task is built.
+_HOOK_KEYS = frozenset({"doc_to_text", "doc_to_target", "doc_to_choice"})
+
+
+def _filter_entries(raw: Mapping[str, Any], source: Path | None) -> tuple[Mapping[str, Any], ...] | None:
+    entries = raw.get("filter_list")
+    if entries is None:
+        return None
+    entries = resolve_functions(entries, source, "filter_list")
+    if not isinstance(entries, list):
+        raise HarnessError(f"{_where(source)}filter_list must be a list")
+    # Built here so a bad filter fails when the task is loaded, before any model call.
+    build_filter_pipelines(entries, source)
+    return tuple(entries)
+
+
 def load_task_yaml(path: Path) -> TaskConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HarnessError(f"task file not found: {path}") from None
-    except OSError as error:
-        raise HarnessError(f"cannot read task file {path}: {error.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise HarnessError(f"{path}: malformed YAML{line}: {problem}") from None
-    if not isinstance(raw, Mapping):
-        raise HarnessError(f"{path}: a task file must be a YAML mapping")
-    return config_from_mapping(raw, source=path.resolve())
+    """A task from a YAML file, with its includes merged and its `!function` hooks imported."""
+    return config_from_mapping(load_task_file(path), source=path.expanduser().resolve())

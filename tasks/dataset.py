@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,28 @@ def read_data_file(path: Path, dataset_path: str) -> list[Document]:
 
 
 def load_split(config: TaskConfig, split: str) -> list[Document]:
-    if split not in config.data_files:
-        known = ", ".join(sorted(config.data_files)) or "none"
+    if config.data_files is None or split not in config.data_files:
+        known = ", ".join(sorted(config.data_files or {})) or "none"
         raise HarnessError(f"task '{config.task}' has no split '{split}' in its data files (splits: {known})")
     documents: list[Document] = []
     for path in config.data_files[split]:
         documents.extend(read_data_file(path, config.dataset_path))
     return documents
+
+
+def apply_process_docs(
+    process_docs: Callable[[Any], Any], documents: list[Document], task: str
+) -> list[Document]:
+    """Run a task's `process_docs` hook the way lm-eval does: on a `datasets.Dataset` of the split."""
+    import datasets  # heavy; only tasks with a process_docs hook need it
+
+    dataset = datasets.Dataset.from_list(documents)
+    try:
+        processed = process_docs(dataset)
+    except Exception as error:  # the task's own code failed
+        raise HarnessError(f"task '{task}': process_docs failed: {type(error).__name__}: {error}") from None
+    if isinstance(processed, datasets.Dataset):
+        return [dict(row) for row in processed]
+    if isinstance(processed, list) and all(isinstance(row, dict) for row in processed):
+        return processed
+    raise HarnessError(f"task '{task}': process_docs must return a dataset or a list of documents")

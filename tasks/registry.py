@@ -1,14 +1,30 @@
-"""Finding tasks: registered names (built-ins, Python code, entry points), YAML paths, include paths."""
+"""Finding tasks: registered names (built-ins, Python code, entry points), YAML paths, include paths.
+
+Names under an include path come from a cheap index of the folder (harness.tasks.index): only the files of
+the tasks that run are read in full, so folders with thousands of YAML files stay interactive. A name may
+be a task, a group (lm-eval's `group:` files, expanded to their tasks) or a tag (every task carrying it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError, UnknownNameError
 from harness.registry import Registry
-from harness.tasks.config import TaskConfig, load_task_yaml
+from harness.tasks.config import TaskConfig, config_from_mapping, load_task_yaml
+from harness.tasks.groups import GROUP_KEYS, TaskGroup, aggregate_specs
+from harness.tasks.index import (
+    IndexEntry,
+    IndexProblem,
+    TaskFolderIndex,
+    index_task_folders,
+    scan_task_folders,
+)
 from harness.tasks.task import Task
+from harness.tasks.yaml_loader import load_task_file
 
 TaskFactory = Callable[[], Task]
 TASKS: Registry[TaskFactory] = Registry("task", "harness.tasks")
@@ -28,67 +44,210 @@ def _yaml_factory(path: Path) -> TaskFactory:
     return lambda: Task(load_task_yaml(path))
 
 
-def _task_name_in(path: Path) -> str | None:
-    """Read only the `task:` line, so listing many YAML files stays cheap and tolerates broken ones."""
-    try:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("task:"):
-                return line.split(":", 1)[1].strip().strip("'\"")
-    except OSError:
-        return None
-    return None
-
-
-def _index_folder(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*.yaml")) + sorted(folder.rglob("*.yml")):
-        name = _task_name_in(path)
-        if name:
-            found.setdefault(name, path)
-    return found
-
-
 def _register_builtins() -> None:
-    for name, path in _index_folder(BUILTIN_DIR).items():
-        if name not in TASKS:
-            TASKS.register(name, _yaml_factory(path))
+    for name, entry in index_task_folders([BUILTIN_DIR]).items():
+        if name not in TASKS and entry.kind == "task" and entry.path is not None:
+            TASKS.register(name, _yaml_factory(entry.path))
+
+
+@dataclass(frozen=True)
+class TaskSelection:
+    """What a list of task specs names: the tasks to run (each once) and the groups to report."""
+
+    tasks: tuple[Task, ...]
+    groups: tuple[TaskGroup, ...]
+
+
+class _Resolver:
+    """Builds tasks and groups from index entries, applying lm-eval's group overrides."""
+
+    def __init__(self, index: Mapping[str, IndexEntry]) -> None:
+        self.index = index
+
+    def task_from_file(self, path: Path, overrides: Mapping[str, Any]) -> Task:
+        raw = load_task_file(path)
+        for structural in ("group", "task_list"):
+            raw.pop(structural, None)
+        return Task(config_from_mapping({**raw, **overrides}, source=path.resolve()))
+
+    def entry(
+        self, name: str, overrides: Mapping[str, Any], chain: tuple[str, ...]
+    ) -> list[Task | TaskGroup]:
+        entry = self.index[name]
+        if entry.kind == "python_task":
+            raise HarnessError(f"{entry.path}: class: Python task classes are not supported ({name})")
+        if entry.kind == "tag":
+            return [self.entry(member, {"task": member, **overrides}, chain)[0] for member in entry.members]
+        if entry.path is None:
+            raise HarnessError(f"task '{name}' has no file")
+        if entry.kind == "group":
+            if name in chain:
+                raise HarnessError(f"{entry.path}: task: group '{name}' contains itself")
+            return [self.group(name, load_task_file(entry.path), entry.path, overrides, (*chain, name))]
+        return [self.task_from_file(entry.path, overrides)]
+
+    def group(
+        self,
+        name: str,
+        raw: Mapping[str, Any],
+        source: Path,
+        overrides: Mapping[str, Any],
+        chain: tuple[str, ...],
+    ) -> TaskGroup:
+        # Keys that do not describe the group override the keys of every task in it.
+        merged = {**{k: v for k, v in raw.items() if k not in GROUP_KEYS}, **overrides}
+        listed = raw.get("task")
+        items = [listed] if isinstance(listed, str | dict) else listed
+        if not isinstance(items, list) or not items:
+            raise HarnessError(f"{source}: task: group '{name}' needs a list of tasks")
+        members: list[Task | TaskGroup] = []
+        for item in items:
+            members.extend(self.member(name, item, source, merged, chain))
+        metadata = raw.get("metadata") or {}
+        alias = raw.get("group_alias")
+        return TaskGroup(
+            name=name,
+            members=tuple(members),
+            aggregates=aggregate_specs(raw.get("aggregate_metric_list"), source),
+            alias=alias if isinstance(alias, str) else None,
+            version=str(metadata.get("version", "0")) if isinstance(metadata, Mapping) else "0",
+        )
+
+    def member(
+        self, group: str, item: Any, source: Path, overrides: Mapping[str, Any], chain: tuple[str, ...]
+    ) -> list[Task | TaskGroup]:
+        if isinstance(item, str):
+            if item not in self.index:
+                raise HarnessError(f"{source}: task: group '{group}' names unknown task '{item}'")
+            return self.entry(item, {"task": item, **overrides} if self._is_task(item) else overrides, chain)
+        if not isinstance(item, Mapping):
+            raise HarnessError(f"{source}: task: entries of group '{group}' must be names or mappings")
+        if "group" in item:
+            sub = str(item["group"])
+            inline = {k: v for k, v in item.items() if k != "group"}
+            if sub in self.index:
+                return self.entry(sub, {**overrides, **inline}, chain)
+            return [self.group(f"{group}::{sub}", item, source, overrides, (*chain, sub))]
+        if "task" not in item:
+            raise HarnessError(f"{source}: task: an entry of group '{group}' needs 'task' or 'group'")
+        base = str(item["task"])
+        item_overrides = {**overrides, **item}
+        if base in self.index:
+            kind_overrides = {"task": base, **item_overrides} if self._is_task(base) else item_overrides
+            return self.entry(base, kind_overrides, chain)
+        # An inline task config, named inside its group as lm-eval names it.
+        return [Task(config_from_mapping({**item_overrides, "task": f"{group}::{base}"}, source=source))]
+
+    def _is_task(self, name: str) -> bool:
+        return self.index[name].kind in ("task", "python_task")
+
+
+def _scan(include_paths: Iterable[Path]) -> TaskFolderIndex:
+    folders = list(include_paths)
+    for folder in folders:
+        if not folder.is_dir():
+            raise HarnessError(f"--include-path {folder} is not a folder")
+    return scan_task_folders(folders)
+
+
+def _include_index(include_paths: Iterable[Path]) -> dict[str, IndexEntry]:
+    return dict(_scan(include_paths).entries)
+
+
+def _explain_unindexed(name: str, problems: Iterable[IndexProblem]) -> None:
+    """A name that only a broken file mentions: report that file's own error rather than "unknown task"."""
+    for problem in problems:
+        try:
+            mentions = name in problem.path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if mentions:
+            load_task_file(problem.path)  # raises the file's own one-line error
+            raise HarnessError(f"{problem.path}: {problem.reason}")
+
+
+def task_entries(include_paths: Iterable[Path] = ()) -> dict[str, IndexEntry | None]:
+    """Every name `--tasks` accepts: registered tasks (entry None) and indexed tasks, groups and tags."""
+    _register_builtins()
+    found: dict[str, IndexEntry | None] = dict.fromkeys(TASKS.names())
+    found.update(_include_index(include_paths))
+    return dict(sorted(found.items()))
 
 
 def task_names(include_paths: Iterable[Path] = ()) -> list[str]:
-    _register_builtins()
-    names = set(TASKS.names())
-    for folder in include_paths:
-        names.update(_index_folder(folder))
-    return sorted(names)
+    return list(task_entries(include_paths))
 
 
-def resolve_tasks(specs: Iterable[str], include_paths: Iterable[Path] = ()) -> list[Task]:
-    """Each spec is a registered name, a name found under an include path, or a YAML file path."""
-    _register_builtins()
-    include_index: dict[str, Path] = {}
-    for folder in include_paths:
-        if not folder.is_dir():
-            raise HarnessError(f"--include-path {folder} is not a folder")
-        for name, path in _index_folder(folder).items():
-            include_index.setdefault(name, path)
+@dataclass(frozen=True)
+class TaskListing:
+    """One row of `harness tasks`: read from the index, so listing never loads any task's data."""
+
+    name: str
+    kind: str  # task, group, tag, python_task
+    output_type: str | None  # known without reading the whole task only for registered tasks
+    source: str | None
+
+
+def list_tasks(include_paths: Iterable[Path] = ()) -> list[TaskListing]:
+    rows = []
+    for name, entry in task_entries(include_paths).items():
+        if entry is None:
+            task = TASKS.get(name)()
+            source = task.config.source
+            rows.append(TaskListing(name, "task", task.output_type, str(source) if source else None))
+        else:
+            path = str(entry.path) if entry.path is not None else None
+            rows.append(TaskListing(name, entry.kind, None, path))
+    return rows
+
+
+def _flatten(items: Sequence[Task | TaskGroup]) -> tuple[list[Task], list[TaskGroup]]:
     tasks: list[Task] = []
-    seen: set[str] = set()
+    groups: list[TaskGroup] = []
+    for item in items:
+        if isinstance(item, TaskGroup):
+            groups.append(item)
+            groups.extend(item.subgroups())
+            tasks.extend(item.leaf_tasks())
+        else:
+            tasks.append(item)
+    return tasks, groups
+
+
+def resolve_selection(specs: Iterable[str], include_paths: Iterable[Path] = ()) -> TaskSelection:
+    """Each spec is a registered name, a task/group/tag under an include path, or a YAML file path."""
+    _register_builtins()
+    scan = _scan(include_paths)
+    index = scan.entries
+    resolver = _Resolver(index)
+    items: list[Task | TaskGroup] = []
     for spec in specs:
         spec = spec.strip()
         if not spec:
             continue
         if spec.endswith((".yaml", ".yml")) or "/" in spec:
-            task = Task(load_task_yaml(Path(spec)))
-        elif spec in include_index:
-            task = _yaml_factory(include_index[spec])()
+            path = Path(spec).expanduser()
+            raw = load_task_file(path)
+            if "group" in raw and "task" in raw and not isinstance(raw.get("task"), str):
+                items.append(resolver.group(str(raw["group"]), raw, path.resolve(), {}, (str(raw["group"]),)))
+            else:
+                items.append(resolver.task_from_file(path, {}))
+        elif spec in index:
+            items.extend(resolver.entry(spec, {}, ()))
         elif spec in TASKS:
-            task = TASKS.get(spec)()
+            items.append(TASKS.get(spec)())
         else:
-            raise UnknownNameError("task", spec, set(TASKS.names()) | set(include_index))
-        if task.name in seen:
-            continue
-        seen.add(task.name)
-        tasks.append(task)
-    if not tasks:
+            _explain_unindexed(spec, scan.problems)
+            raise UnknownNameError("task", spec, set(TASKS.names()) | set(index))
+    tasks, groups = _flatten(items)
+    unique: dict[str, Task] = {}
+    for task in tasks:
+        unique.setdefault(task.name, task)
+    if not unique:
         raise HarnessError("no tasks given")
-    return tasks
+    return TaskSelection(tuple(unique.values()), tuple(dict.fromkeys(groups)))
+
+
+def resolve_tasks(specs: Iterable[str], include_paths: Iterable[Path] = ()) -> list[Task]:
+    """The tasks that `specs` name, groups and tags expanded to their tasks."""
+    return list(resolve_selection(specs, include_paths).tasks)

@@ -8,46 +8,32 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.metrics import Metric, SampleOutcome, default_metrics, get_metric
+from harness.metrics import Metric, SampleOutcome
 from harness.requests import (
     ChatMessage,
     GenerationRequest,
-    GenerationResult,
     GenerationSettings,
     LoglikelihoodRequest,
-    LoglikelihoodResult,
     Request,
     Result,
     RollingLoglikelihoodRequest,
-    RollingLoglikelihoodResult,
 )
-from harness.tasks import templates
-from harness.tasks.config import TaskConfig
-from harness.tasks.dataset import Document, load_split
+from harness.tasks import prompts, templates
+from harness.tasks.config import DocumentHook, TaskConfig, Template
+from harness.tasks.dataset import Document, apply_process_docs, load_split
+from harness.tasks.filters import FilterPipeline, build_filter_pipelines
+from harness.tasks.hub import load_hub_split
+from harness.tasks.scoring import TaskInstance, score_instances, task_metrics
 
 # lm-eval seeds its few-shot sampler with this value unless told otherwise.
 FEWSHOT_SEED = 1234
 
-
-@dataclass(frozen=True)
-class TaskInstance:
-    """One evaluated document: its prompt, its requests and what a correct answer looks like."""
-
-    doc_id: int
-    prompt: str
-    target: str
-    requests: tuple[Request, ...]
-    choices: tuple[str, ...] = ()
-    gold: int | None = None
-    references: tuple[str, ...] = ()
-    group: str | None = None
-    # The source document, for scorers that need more than the answer (fairness probes, say).
-    doc: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+__all__ = ["FEWSHOT_SEED", "Task", "TaskInstance"]
 
 
 class Task:
@@ -67,151 +53,211 @@ class Task:
         return self.config.output_type
 
     @cached_property
+    def filters(self) -> tuple[FilterPipeline, ...]:
+        return build_filter_pipelines(
+            list(self.config.filter_list) if self.config.filter_list is not None else None, self.config.source
+        )
+
+    @cached_property
     def metrics(self) -> tuple[Metric, ...]:
-        specs = self.config.metric_list
-        if not specs:
-            return tuple(get_metric(name) for name in default_metrics(self.output_type))
-        chosen = []
-        names = [spec.name for spec in specs]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            # Per-sample statistics are stored by metric name, so one name can hold one setting only.
-            raise HarnessError(f"task '{self.name}' lists metric '{repeated[0]}' more than once")
-        for spec in specs:
-            metric = get_metric(spec.name, **dict(spec.settings))
-            if self.output_type not in metric.output_types:
-                raise HarnessError(
-                    f"metric '{spec.name}' does not fit task '{self.name}' (output_type {self.output_type})"
-                )
-            chosen.append(metric)
-        return tuple(chosen)
+        """Every metric the task reports: one per metric and response filter (lm-eval's `metric,filter`)."""
+        return task_metrics(self.config, tuple(pipeline.name for pipeline in self.filters))
+
+    # -- documents -----------------------------------------------------------------------------------
+
+    def _split(self, split: str, process_docs: DocumentHook | None) -> list[Document]:
+        config = self.config
+        if config.data_files is None:
+            documents = load_hub_split(
+                config.dataset_path, config.dataset_name, config.dataset_kwargs, split, source=config.source
+            )
+        else:
+            documents = load_split(config, split)
+        return apply_process_docs(process_docs, documents, self.name) if process_docs else documents
 
     @cached_property
     def documents(self) -> list[Document]:
-        documents = load_split(self.config, self.config.eval_split)
+        documents = self._split(self.config.eval_split, self.config.process_docs)
         if not documents:
             raise HarnessError(f"task '{self.name}' has no documents in split '{self.config.eval_split}'")
         return documents
 
     def _fewshot_pool(self) -> list[Document]:
         config = self.config
-        split = config.fewshot_split or config.training_split or config.validation_split or config.test_split
+        if config.fewshot.split is None and config.fewshot.samples is not None:
+            return [dict(sample) for sample in config.fewshot.samples]
+        split = config.fewshot_source_split
         if split is None:
             raise HarnessError(f"task '{self.name}' asks for few-shot examples but names no split for them")
-        pool = load_split(config, split)
+        process = config.fewshot.process_docs if config.fewshot.split is not None else config.process_docs
+        pool = self._split(split, process)
         # One spare document is needed only when the evaluated document itself may be drawn.
-        needed = config.num_fewshot + (1 if config.fewshot_split == config.test_split else 0)
+        needed = config.num_fewshot + (1 if self._fewshot_from_eval_split else 0)
         if len(pool) < needed:
             raise HarnessError(f"task '{self.name}' has too few documents for {config.num_fewshot}-shot")
         return pool
 
+    @property
+    def _fewshot_from_eval_split(self) -> bool:
+        return self.config.fewshot.split == self.config.test_split
+
     # -- document fields ---------------------------------------------------------------------------
 
-    def _text(self, doc: Mapping[str, Any]) -> str:
-        value = templates.doc_to_text(self.config.doc_to_text, doc, self.config.doc_to_choice is not None)
-        if not isinstance(value, str):
-            raise HarnessError(f"task '{self.name}': doc_to_text must give text, got {value!r}")
-        return value
+    @property
+    def _has_choices(self) -> bool:
+        return self.config.doc_to_choice is not None
 
-    def _choices(self, doc: Mapping[str, Any]) -> list[str]:
-        if self.config.doc_to_choice is None:
+    def _text(self, doc: Mapping[str, Any], template: Template | None = None) -> Any:
+        return templates.doc_to_text(
+            template if template is not None else self.config.doc_to_text, doc, self._has_choices
+        )
+
+    def _choices(self, doc: Mapping[str, Any], template: Template | None = None) -> list[str]:
+        chosen = template if template is not None else self.config.doc_to_choice
+        if chosen is None:
             raise HarnessError(f"task '{self.name}' is multiple_choice but has no doc_to_choice")
-        return templates.doc_to_choice(self.config.doc_to_choice, doc)
+        return templates.doc_to_choice(chosen, doc)
 
-    def _target(self, doc: Mapping[str, Any]) -> Any:
-        return templates.doc_to_target(self.config.doc_to_target, doc, self.config.doc_to_choice is not None)
+    def _target(self, doc: Mapping[str, Any], template: Template | None = None) -> Any:
+        return templates.doc_to_target(
+            template if template is not None else self.config.doc_to_target, doc, self._has_choices
+        )
 
-    def _answer_text(self, doc: Mapping[str, Any]) -> str:
-        """The answer as it appears in a few-shot example."""
-        target = self._target(doc)
-        if self.config.doc_to_choice is not None and isinstance(target, int):
-            return self._choices(doc)[target]
-        if isinstance(target, list):
-            return str(target[0])
-        return str(target)
+    def _multiple_input(self, doc: Mapping[str, Any]) -> bool:
+        """lm-eval's "multiple inputs" (winogrande): doc_to_text gives the gold index, the choices are
+        the contexts and the target is the one continuation scored after each of them."""
+        return self._has_choices and isinstance(self._text(doc), int)
 
-    def _gold_index(self, doc: Mapping[str, Any], choices: Sequence[str]) -> int:
-        target = self._target(doc)
+    def _gold_index(self, doc: Mapping[str, Any], choices: Sequence[str]) -> int | None:
+        target = self._text(doc) if self._multiple_input(doc) else self._target(doc)
         if isinstance(target, int) and 0 <= target < len(choices):
             return target
         if isinstance(target, str) and target in choices:
             return list(choices).index(target)
+        if self.config.process_results is not None:
+            return None  # the task scores documents itself
         raise HarnessError(f"task '{self.name}': target {target!r} is not one of the choices {list(choices)}")
 
     # -- prompts -------------------------------------------------------------------------------------
 
-    def _context(self, doc: Document, rng: random.Random, pool: list[Document] | None) -> str:
+    def _fewshot_examples(self, doc: Document, rng: random.Random, pool: list[Document]) -> list[Document]:
+        n = self.config.num_fewshot
+        exclude = doc if self._fewshot_from_eval_split else None
+        if self.config.fewshot.sampler == "first_n":
+            candidates = [example for example in pool if example != exclude] if exclude is not None else pool
+            return candidates[:n]
+        if exclude is None:
+            return rng.sample(pool, n)
+        # Draw one extra and drop the evaluated document itself, as lm-eval does.
+        examples = [example for example in rng.sample(pool, n + 1) if example != exclude][:n]
+        if len(examples) < n:
+            examples = rng.sample([example for example in pool if example != exclude], n)
+        return examples
+
+    def _example_turn(self, example: Document) -> str:
+        fewshot = self.config.fewshot
+        question = self._text(example, fewshot.doc_to_text)
+        choices = self._choices(example, fewshot.doc_to_choice) if fewshot.doc_to_choice is not None else None
+        if choices is None and self._has_choices and fewshot.doc_to_choice is None:
+            choices = self._choices(example)
+        answer = self._target(example, fewshot.doc_to_target)
+        if self._multiple_input(example) and choices is not None:
+            question, choices = choices[question], None
+        gen_prefix = prompts.resolve_field(example, fewshot.gen_prefix)
+        target_delimiter = _first_set(fewshot.target_delimiter, self.config.target_delimiter)
+        fewshot_delimiter = _first_set(fewshot.fewshot_delimiter, self.config.fewshot_delimiter)
+        return prompts.qa_turn(question, choices, answer, gen_prefix, target_delimiter, fewshot_delimiter)
+
+    def _prefix(self, doc: Document, rng: random.Random, pool: list[Document] | None) -> str:
+        """Description and few-shot examples: everything before the evaluated document's own turn."""
         config = self.config
-        description = templates.doc_to_text(config.description, doc, False) if config.description else ""
-        parts = [str(description)]
+        parts = [prompts.resolve_field(doc, config.description) or ""]
         if config.num_fewshot > 0 and pool is not None:
-            if config.fewshot_split == config.test_split:
-                # Draw one extra and drop the evaluated document itself, as lm-eval does.
-                drawn = [example for example in rng.sample(pool, config.num_fewshot + 1) if example != doc]
-                examples = drawn[: config.num_fewshot]
-                if len(examples) < config.num_fewshot:
-                    examples = rng.sample([e for e in pool if e != doc], config.num_fewshot)
-            else:
-                examples = rng.sample(pool, config.num_fewshot)
-            for example in examples:
-                answer = self._answer_text(example)
-                delimiter = config.target_delimiter if answer != "" else ""
-                parts.append(self._text(example) + delimiter + answer + config.fewshot_delimiter)
-        parts.append(self._text(doc))
+            parts.extend(self._example_turn(example) for example in self._fewshot_examples(doc, rng, pool))
         return "".join(parts)
 
-    def _instance(self, doc_id: int, doc: Document, context: str) -> TaskInstance:
+    def _instance(self, doc_id: int, doc: Document, prefix: str) -> TaskInstance:
         config = self.config
-        group = None
-        if config.group_field is not None:
-            if config.group_field not in doc:
-                raise HarnessError(
-                    f"task '{self.name}': document {doc_id} has no field '{config.group_field}'"
-                )
-            value = doc[config.group_field]
-            group = None if value is None else str(value)
+        group = self._group(doc_id, doc)
+        gen_prefix = prompts.resolve_field(doc, config.gen_prefix)
+        if config.output_type == "loglikelihood_rolling":
+            target = str(self._target(doc))
+            return TaskInstance(doc_id, "", target, (RollingLoglikelihoodRequest(target),), group=group)
+        question = self._text(doc)
         if config.output_type == "multiple_choice":
             choices = self._choices(doc)
             gold = self._gold_index(doc, choices)
-            requests: tuple[Request, ...] = tuple(
-                LoglikelihoodRequest(context, config.target_delimiter + choice) for choice in choices
-            )
-            return TaskInstance(doc_id, context, choices[gold], requests, tuple(choices), gold, group=group)
+            if isinstance(question, int):
+                contexts = [
+                    prefix + prompts.qa_turn(choice, None, None, gen_prefix, "", "") for choice in choices
+                ]
+                continuation = config.target_delimiter + str(self._target(doc))
+                requests: tuple[Request, ...] = tuple(LoglikelihoodRequest(c, continuation) for c in contexts)
+                context = contexts[gold if gold is not None else 0]
+            else:
+                context = prefix + self._final_turn(question, gen_prefix)
+                requests = tuple(LoglikelihoodRequest(context, config.target_delimiter + c) for c in choices)
+            target = choices[gold] if gold is not None else ""
+            return TaskInstance(doc_id, context, target, requests, tuple(choices), gold, group=group)
+        context = prefix + self._final_turn(question, gen_prefix)
         if config.output_type == "loglikelihood":
             target = str(self._target(doc))
             return TaskInstance(
                 doc_id, context, target, (LoglikelihoodRequest(context, target),), group=group
             )
-        if config.output_type == "loglikelihood_rolling":
-            target = str(self._target(doc))
-            return TaskInstance(doc_id, "", target, (RollingLoglikelihoodRequest(target),), group=group)
         references = self._references(doc)
         prompt: str | tuple[ChatMessage, ...] = context
         if config.apply_chat_template:
             prompt = (ChatMessage("user", context),)
-        request = GenerationRequest(prompt, self._generation_settings())
-        return TaskInstance(doc_id, context, references[0], (request,), references=references, group=group)
+        generation = tuple(
+            GenerationRequest(prompt, settings) for settings in self._generation_settings(config.repeats)
+        )
+        return TaskInstance(doc_id, context, references[0], generation, references=references, group=group)
+
+    def _final_turn(self, question: Any, gen_prefix: str | None) -> str:
+        if not isinstance(question, str):
+            raise HarnessError(f"task '{self.name}': doc_to_text must give text, got {question!r}")
+        return prompts.qa_turn(question, None, None, gen_prefix, self.config.target_delimiter, "")
+
+    def _group(self, doc_id: int, doc: Document) -> str | None:
+        field_name = self.config.group_field
+        if field_name is None:
+            return None
+        if field_name not in doc:
+            raise HarnessError(f"task '{self.name}': document {doc_id} has no field '{field_name}'")
+        value = doc[field_name]
+        return None if value is None else str(value)
 
     def _references(self, doc: Mapping[str, Any]) -> tuple[str, ...]:
         target = self._target(doc)
-        if self.config.doc_to_choice is not None and isinstance(target, int):
+        if self._has_choices and isinstance(target, int):
             return (self._choices(doc)[target],)
         if isinstance(target, list):
             return tuple(str(item) for item in target)
         return (str(target),)
 
-    def _generation_settings(self) -> GenerationSettings:
+    def _generation_settings(self, repeats: int) -> list[GenerationSettings]:
         kwargs = dict(self.config.generation_kwargs)
         max_tokens = kwargs.get("max_gen_toks", kwargs.get("max_new_tokens", 256))
         temperature = float(kwargs.get("temperature", 0.0))
-        return GenerationSettings(
-            max_tokens=int(max_tokens),
-            stop=tuple(str(stop) for stop in kwargs.get("until", ())),
-            do_sample=bool(kwargs.get("do_sample", False)) and temperature > 0,
-            temperature=temperature,
-            top_p=float(kwargs.get("top_p", 1.0)),
-            seed=kwargs.get("seed"),
-        )
+        do_sample = bool(kwargs.get("do_sample", False)) and temperature > 0
+        seed = kwargs.get("seed")
+        settings = []
+        for repeat in range(repeats):
+            # Equal requests are served once: sampled repeats get their own seeds so they can differ;
+            # greedy repeats are one request whose answer every repeat shares.
+            repeat_seed = (seed if seed is not None else FEWSHOT_SEED) + repeat if do_sample else seed
+            settings.append(
+                GenerationSettings(
+                    max_tokens=int(max_tokens),
+                    stop=tuple(str(stop) for stop in kwargs.get("until", ())),
+                    do_sample=do_sample,
+                    temperature=temperature,
+                    top_p=float(kwargs.get("top_p", 1.0)),
+                    seed=repeat_seed if do_sample and repeats > 1 else seed,
+                )
+            )
+        return settings
 
     def build_instances(self, limit: int | None = None) -> list[TaskInstance]:
         if limit is not None and limit <= 0:
@@ -221,41 +267,23 @@ class Task:
         rng = random.Random(FEWSHOT_SEED)
         instances = []
         for doc_id, doc in enumerate(documents):
-            context = self._context(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else ""
-            instances.append(replace(self._instance(doc_id, doc, context), doc=doc))
+            prefix = self._prefix(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else ""
+            instances.append(replace(self._instance(doc_id, doc, prefix), doc=doc))
         return instances
 
     # -- results -------------------------------------------------------------------------------------
 
+    def filtered_outcomes(
+        self, instances: Sequence[TaskInstance], results: Sequence[Sequence[Result]]
+    ) -> dict[str, tuple[SampleOutcome, ...]]:
+        """Each filter pipeline's outcomes of every document (in instance order)."""
+        return score_instances(self.config, self.filters, instances, results)
+
     def outcome(self, instance: TaskInstance, results: Sequence[Result]) -> SampleOutcome:
-        kind = self.output_type
-        if kind == "multiple_choice":
-            lls = [result.logprob for result in results if isinstance(result, LoglikelihoodResult)]
-            return SampleOutcome(
-                output_type=kind,
-                target=instance.target,
-                gold=instance.gold,
-                choices=instance.choices,
-                choice_logprobs=tuple(lls),
-            )
-        (result,) = results
-        if isinstance(result, LoglikelihoodResult):
-            return SampleOutcome(
-                output_type=kind,
-                target=instance.target,
-                logprob=result.logprob,
-                is_greedy=result.is_greedy,
-                num_tokens=result.num_tokens,
-            )
-        if isinstance(result, RollingLoglikelihoodResult):
-            return SampleOutcome(
-                output_type=kind, target=instance.target, logprob=result.logprob, num_tokens=result.num_tokens
-            )
-        if isinstance(result, GenerationResult):
-            return SampleOutcome(
-                output_type=kind,
-                target=instance.target,
-                references=instance.references,
-                prediction=result.text,
-            )
-        raise TypeError(f"unexpected result {result!r}")
+        """The outcome of one document under the task's first filter pipeline."""
+        outcomes = self.filtered_outcomes([instance], [results])
+        return outcomes[self.filters[0].name][0]
+
+
+def _first_set(value: str | None, default: str) -> str:
+    return value if value is not None else default

@@ -43,6 +43,8 @@ def render(template: str, doc: Mapping[str, Any]) -> str:
 
 
 def doc_to_text(template: Any, doc: Mapping[str, Any], has_choices: bool) -> Any:
+    if callable(template):  # a `!function` hook
+        return template(doc)
     if isinstance(template, int):
         return template
     if not isinstance(template, str):
@@ -56,6 +58,8 @@ def doc_to_text(template: Any, doc: Mapping[str, Any], has_choices: bool) -> Any
 
 
 def doc_to_target(template: Any, doc: Mapping[str, Any], has_choices: bool) -> Any:
+    if callable(template):
+        return template(doc)
     if isinstance(template, int | list):
         return template
     if not isinstance(template, str):
@@ -74,7 +78,9 @@ def doc_to_target(template: Any, doc: Mapping[str, Any], has_choices: bool) -> A
 
 
 def doc_to_choice(template: Any, doc: Mapping[str, Any]) -> list[str]:
-    if isinstance(template, list):
+    if callable(template):
+        choices = template(doc)
+    elif isinstance(template, list):
         choices = template
     elif isinstance(template, Mapping):
         choices = list(template.values())

@@ -23,7 +23,8 @@ from harness.tasks.registry import BUILTIN_DIR
 
 pytest.importorskip("lm_eval")
 
-from harness.adapters.lm_eval_adapter import HarnessLM, LMEvalAdapter
+from harness.adapters.lm_eval_adapter import LMEvalAdapter
+from harness.lm_eval_model import HarnessLM
 
 TASKS = ["harness_prose_ppl", "harness_reading_mc", "harness_facts_qa"]
 LIMIT = 4

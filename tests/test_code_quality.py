@@ -1,10 +1,12 @@
-"""Style is kept by the tools: ruff and mypy run as part of the test suite."""
+"""Style and structure are kept by the tools: ruff, mypy and import-linter run as part of the test suite."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,3 +54,99 @@ def test_mypy(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Run in the linked tree, where grimp (import-linter's graph builder) finds the mapped packages: it walks the
+# folder of the top-level package, so from the repository it would see harness/ alone and check nothing else.
+_IMPORT_GRAPH = textwrap.dedent(
+    """
+    import json
+    import sys
+
+    import grimp
+
+    graph = grimp.build_graph("harness", cache_dir=None)
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+
+    def visit(module):  # Tarjan's strongly connected components, iteratively
+        work = [(module, iter(sorted(graph.find_modules_directly_imported_by(module))))]
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    json.dump(
+        {
+            "modules": sorted(graph.modules),
+            "importers_of_root": sorted(graph.find_modules_that_directly_import("harness")),
+            "cycles": cycles,
+        },
+        sys.stdout,
+    )
+    """
+)
+
+
+def _in_tree(tree: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_import_graph_has_no_cycles(tmp_path: Path) -> None:
+    """Module by module, which also catches a package and its own submodule importing each other (the
+    acyclic_siblings contract compares siblings only); and nothing inside imports the `harness` facade."""
+    tree = _namespace_tree(tmp_path / "tree")
+    result = _in_tree(tree, sys.executable, "-c", _IMPORT_GRAPH)
+    assert result.returncode == 0, result.stdout + result.stderr
+    graph = json.loads(result.stdout)
+    # A graph that misses the mapped folders would pass every check below without looking at them.
+    for module in ("tasks.task", "metrics.base", "fairness.scores", "leaderboard.app"):
+        assert f"harness.{module}" in graph["modules"], f"harness.{module} is not in the import graph"
+    assert graph["cycles"] == [], f"import cycles: {graph['cycles']}"
+    assert graph["importers_of_root"] == [], "the `harness` facade is for users; import the module itself"
+
+
+def test_import_layers(tmp_path: Path) -> None:
+    """The contracts in pyproject.toml ([tool.importlinter]): layers one way, no cycles between siblings."""
+    tree = _namespace_tree(tmp_path / "tree")
+    lint = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    config = str(ROOT / "pyproject.toml")
+    result = _in_tree(tree, sys.executable, "-c", lint, "--config", config, "--no-cache", "--no-logo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Every layer is required, so a graph without the mapped packages breaks the contracts instead of passing.
+    assert "Contracts: 5 kept, 0 broken." in result.stdout, result.stdout

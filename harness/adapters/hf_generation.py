@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -12,8 +12,24 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from harness.adapters.base import ProgressCallback
 from harness.requests import GenerationResult, GenerationSettings
 
-if TYPE_CHECKING:
-    from harness.adapters.hf import HFAdapter
+
+class LoadedModel(Protocol):
+    """What generation needs of the `hf` adapter (`harness.adapters.hf.HFAdapter`, which calls in here)."""
+
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def max_length(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
 
 class StopOnSequences(StoppingCriteria):
@@ -49,7 +65,7 @@ def _cut_at_stops(text: str, stops: Sequence[str]) -> str:
 
 @torch.inference_mode()
 def generate_batched(
-    adapter: HFAdapter,
+    adapter: LoadedModel,
     prompts: Sequence[str],
     settings: Sequence[GenerationSettings],
     progress: ProgressCallback | None = None,
@@ -66,7 +82,7 @@ def generate_batched(
 
 
 def _generate(
-    adapter: HFAdapter,
+    adapter: LoadedModel,
     prompts: Sequence[str],
     settings: Sequence[GenerationSettings],
     progress: ProgressCallback | None,

@@ -1,0 +1,42 @@
+"""What `harness.cli` and its command modules (`harness/*_command.py`) share: reading `--model-args` and
+printing score tables. It sits below all of them, so a command module never imports the CLI that loads it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCORE_COLUMNS = ["run_id", "model", "task", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
+
+
+def parse_model_args(pairs: Sequence[str]) -> dict[str, str]:
+    """`--model-args KEY=VALUE ...` as a mapping."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise HarnessError(f"--model-args takes key=value pairs, got '{pair}'")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def format_scores(frame: pd.DataFrame, output_format: str) -> str:
+    columns = [c for c in SCORE_COLUMNS if c in frame.columns]
+    frame = frame[columns]
+    if output_format == "json":
+        return json.dumps(json.loads(frame.to_json(orient="records", double_precision=15)), indent=2)
+    if output_format == "csv":
+        return str(frame.to_csv(index=False)).rstrip("\n")
+    if frame.empty:
+        return "(no scores)"
+    shown = frame.drop(columns=["run_id"]) if frame["run_id"].nunique() == 1 else frame
+    return str(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+__all__ = ["SCORE_COLUMNS", "format_scores", "parse_model_args"]
