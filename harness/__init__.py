@@ -1,8 +1,11 @@
 """harness: evaluate language models, keep every result, and gate regressions.
 
-The public API is listed in `__all__`; everything else is private to the package. The heavier parts
-(the runner, the store) load on first use, so `harness.errors` and friends can be imported from anywhere
-in the project without import cycles and the CLI starts quickly.
+The public API is listed in `__all__`; everything else is private to the package. This module is the
+facade above every import layer ([tool.importlinter] in pyproject.toml), and nothing in the package imports
+it (tests/test_code_quality.py checks that), so it is in no import cycle. Python runs it before any
+submodule, `harness.errors` included, so it imports only the core types eagerly: the names from the API,
+adapter and store layers load on first access, or every `import harness.errors` (the CLI's included)
+would load the runner, the tasks and the store.
 """
 
 from __future__ import annotations

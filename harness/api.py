@@ -28,7 +28,7 @@ from harness.runner import RequestStats, TaskEvaluation, evaluate_tasks
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord, default_store_path, new_run_id
 from harness.tasks import DEFAULT_SUITE
 from harness.tasks.groups import group_scores
-from harness.tasks.registry import resolve_selection
+from harness.tasks.registry import TaskOverrides, resolve_selection
 from harness.versions import harness_version
 
 _STEP_PATTERN = re.compile(r"(?:checkpoint|global_step|step)[-_]?(\d+)$")
@@ -129,6 +129,8 @@ def evaluate(
     write: bool = True,
     use_cache: bool = True,
     show_progress: bool = False,
+    num_fewshot: int | None = None,
+    generation_kwargs: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
     """Evaluate a model on tasks, store the run, and return its scores.
 
@@ -139,7 +141,8 @@ def evaluate(
     args = dict(model_args or {})
     task_specs = [tasks] if isinstance(tasks, str) else list(tasks or DEFAULT_SUITE)
     task_specs = [spec for item in task_specs for spec in item.split(",")]
-    selection = resolve_selection(task_specs, [Path(p) for p in include_paths])
+    overrides = TaskOverrides(num_fewshot, dict(generation_kwargs or {}))
+    selection = resolve_selection(task_specs, [Path(p) for p in include_paths], overrides)
     if limit is not None and limit <= 0:
         raise HarnessError("--limit must be a positive number of documents")
     if bootstrap_resamples < 0:
@@ -210,6 +213,10 @@ def evaluate(
             "host": platform.node(),
             "argv": sys.argv if os.environ.get("HARNESS_RECORD_ARGV", "1") == "1" else None,
             "task_versions": {e.task.name: e.task.version for e in evaluations},
+            "task_overrides": {
+                "num_fewshot": num_fewshot,
+                "generation_kwargs": dict(generation_kwargs or {}),
+            },
             "groups": {group.name: [task.name for task in group.leaf_tasks()] for group in selection.groups},
             "cost": {e.task.name: e.request_stats.cost(e.wall_seconds) for e in evaluations},
             "requests": {k: v for k, v in stats.__dict__.items() if k != "latencies"},

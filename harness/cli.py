@@ -12,7 +12,7 @@ from typing import NoReturn
 
 import pandas as pd
 
-from harness.cli_support import format_scores, parse_model_args
+from harness.cli_support import format_scores, parse_generation_kwargs, parse_model_args
 from harness.errors import HarnessError
 
 EXIT_OK = 0
@@ -46,6 +46,8 @@ def _command_run(args: argparse.Namespace) -> int:
         bootstrap_resamples=args.bootstrap_resamples,
         use_cache=not args.no_cache,
         show_progress=not args.quiet,
+        num_fewshot=args.num_fewshot,
+        generation_kwargs=parse_generation_kwargs(args.gen_kwargs),
     )
     frame = report.to_frame()
     frame.insert(1, "model", report.model)
@@ -113,6 +115,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     run.add_argument("--model-args", nargs="+", default=[], metavar="KEY=VALUE")
     run.add_argument("--tasks", default=None, help="names or YAML files, comma separated")
+    run.add_argument(
+        "--num-fewshot", type=int, default=None, help="few-shot examples per prompt, for every task"
+    )
+    run.add_argument(
+        "--gen-kwargs",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="generation settings for every generate_until task (temperature=0 max_gen_toks=64, or a,b)",
+    )
     run.add_argument("--include-path", action="append", default=[], help="folder of task YAML files")
     run.add_argument(
         "--store", default=None, help="results store folder (default $HARNESS_STORE or ./harness_store)"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.metric_names import lm_eval_key, split_metric_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,9 +27,33 @@ def parse_model_args(pairs: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
+def parse_generation_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    """`--gen-kwargs temperature=0 max_gen_toks=64` (or lm-eval's `temperature=0,max_gen_toks=64`), typed
+    as YAML reads a scalar: numbers, booleans and strings."""
+    import yaml
+
+    parsed: dict[str, Any] = {}
+    for item in items:
+        for pair in item.split(","):
+            key, separator, value = pair.partition("=")
+            if not separator or not key.strip():
+                raise HarnessError(f"--gen-kwargs takes key=value pairs, got '{pair}'")
+            try:
+                parsed[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else ""
+            except yaml.YAMLError:
+                parsed[key.strip()] = value.strip()
+    return parsed
+
+
 def format_scores(frame: pd.DataFrame, output_format: str) -> str:
     columns = [c for c in SCORE_COLUMNS if c in frame.columns]
     frame = frame[columns]
+    if output_format in ("json", "csv") and "metric" in frame.columns:
+        # Scripts written against lm-eval's results read `metric,filter` keys; give them both parts too.
+        frame = frame.assign(
+            filter=[split_metric_name(str(name))[1] for name in frame["metric"]],
+            lm_eval_key=[lm_eval_key(str(name)) for name in frame["metric"]],
+        )
     if output_format == "json":
         return json.dumps(json.loads(frame.to_json(orient="records", double_precision=15)), indent=2)
     if output_format == "csv":
@@ -39,4 +64,4 @@ def format_scores(frame: pd.DataFrame, output_format: str) -> str:
     return str(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
-__all__ = ["SCORE_COLUMNS", "format_scores", "parse_model_args"]
+__all__ = ["SCORE_COLUMNS", "format_scores", "parse_generation_kwargs", "parse_model_args"]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.metric_names import filtered_metric_name
 from harness.metrics.base import Metric, SampleOutcome, make_signature, mean_of_first
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 ITEM_AGGREGATIONS = ("mean", "perplexity", "weighted_perplexity", "bits_per_byte")
-DEFAULT_FILTER = "none"
 # lm-eval's default aggregation of a metric that names no `aggregation` (its metric registry).
 _DEFAULT_AGGREGATIONS = {
     "perplexity": "perplexity",
@@ -42,11 +42,6 @@ _DEFAULT_AGGREGATIONS = {
 
 def default_item_aggregation(metric_name: str) -> str:
     return _DEFAULT_AGGREGATIONS.get(metric_name, "mean")
-
-
-def filtered_metric_name(metric_name: str, filter_name: str) -> str:
-    """lm-eval's `metric,filter` key; the default filter keeps the plain name (as harness always did)."""
-    return metric_name if filter_name == DEFAULT_FILTER else f"{metric_name},{filter_name}"
 
 
 @dataclass(frozen=True)

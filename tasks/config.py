@@ -435,6 +435,8 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
         if dataset_name is not None and dataset_path not in LOCAL_FORMATS:
             raise HarnessError(f"{_where(source)}dataset_name is not supported for local data files")
     resolved = {key: resolve_functions(raw.get(key), source, key) for key in raw if key in _HOOK_KEYS}
+    # Imported once: the few-shot split inherits it too, unless fewshot_config names its own.
+    process_docs = _hook(raw, "process_docs", source)
     description = raw.get("description") or ""
     if not isinstance(description, str):
         raise HarnessError(f"{_where(source)}description must be a string")
@@ -466,11 +468,11 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
         source=source,
         dataset_name=dataset_name,
         dataset_kwargs=dict(dataset_kwargs),
-        process_docs=_hook(raw, "process_docs", source),
+        process_docs=process_docs,
         process_results=_hook(raw, "process_results", source),
         filter_list=_filter_entries(raw, source),
         repeats=_count(raw, "repeats", 1, 1, source),
-        fewshot=_fewshot_settings(raw, {**raw, **resolved}, source),
+        fewshot=_fewshot_settings(raw, {**raw, **resolved, "process_docs": process_docs}, source),
         gen_prefix=_optional_str(raw, "gen_prefix", source),
         task_alias=_optional_str(raw, "task_alias", source),
         tags=_tags(raw, source),

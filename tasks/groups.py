@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.metric_names import filtered_metric_name
 from harness.metrics import Score
 from harness.metrics.base import make_signature
-from harness.metrics.items import filtered_metric_name
 from harness.tasks.task import Task
 
 __all__ = ["GROUP_KEYS", "AggregateSpec", "TaskGroup", "aggregate_specs", "group_scores"]

@@ -246,8 +246,9 @@ def _datasets_offline(enabled: bool) -> Iterator[None]:
 
 
 def _plain_documents(split: Any) -> list[Document]:
-    # Arrow to Python gives lists, dicts, ints, floats and strs (no numpy); a streamed split already
-    # yields plain rows.
+    # Arrow to Python gives lists, dicts, ints, floats and strs (no numpy): for text columns the rows lm-eval
+    # iterates over. Media columns (Image, Audio) stay as stored ({"bytes", "path"}) instead of being
+    # decoded into PIL images or arrays. A streamed split already yields plain rows.
     if hasattr(split, "to_list"):
         return [dict(row) for row in split.to_list()]
     return [dict(row) for row in split]
@@ -273,8 +274,8 @@ def _not_cached_line(request: _DatasetRequest, offline_reason: str, detail: str)
     cached = _cached_configs(cache / folder)
     where = f"{request.prefix}{request.label}"
     remedy = (
-        f"run `{_load_command(request)}` on a machine with network and copy its {cache / folder} folder "
-        f"into this machine's datasets cache, or point dataset_path at a local folder"
+        f"run `{_load_command(request)}` on a machine with network and copy the {folder} folder of its "
+        f"datasets cache into {cache}, or point dataset_path at a local folder"
     )
     if not cached:
         return (
@@ -299,9 +300,8 @@ def _not_cached_line(request: _DatasetRequest, offline_reason: str, detail: str)
 def _datasets_cache_dir(request: _DatasetRequest) -> Path:
     import datasets.config
 
-    return Path(
-        str(request.dataset_kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE)
-    ).expanduser()
+    cache_dir = request.dataset_kwargs.get("cache_dir") or datasets.config.HF_DATASETS_CACHE
+    return Path(str(cache_dir)).expanduser()
 
 
 def _cache_folder_name(repo_id: str) -> str:

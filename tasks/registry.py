@@ -8,13 +8,13 @@ be a task, a group (lm-eval's `group:` files, expanded to their tasks) or a tag 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, UnknownNameError
 from harness.registry import Registry
-from harness.tasks.config import TaskConfig, config_from_mapping, load_task_yaml
+from harness.tasks.config import GENERATION_KEYS, TaskConfig, config_from_mapping, load_task_yaml
 from harness.tasks.groups import GROUP_KEYS, TaskGroup, aggregate_specs
 from harness.tasks.index import (
     IndexEntry,
@@ -48,6 +48,32 @@ def _register_builtins() -> None:
     for name, entry in index_task_folders([BUILTIN_DIR]).items():
         if name not in TASKS and entry.kind == "task" and entry.path is not None:
             TASKS.register(name, _yaml_factory(entry.path))
+
+
+@dataclass(frozen=True)
+class TaskOverrides:
+    """Run-time settings that replace every selected task's own (lm-eval's --num_fewshot, --gen_kwargs)."""
+
+    num_fewshot: int | None = None
+    generation_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def apply(self, task: Task) -> Task:
+        config = task.config
+        if self.num_fewshot is not None:
+            if type(self.num_fewshot) is not int or self.num_fewshot < 0:
+                raise HarnessError("--num-fewshot must be a whole number, 0 or more")
+            config = replace(config, num_fewshot=self.num_fewshot)
+        if self.generation_kwargs and config.output_type == "generate_until":
+            unknown = sorted(set(self.generation_kwargs) - GENERATION_KEYS)
+            if unknown:
+                raise HarnessError(
+                    f"--gen-kwargs: unknown key '{unknown[0]}' (known: {', '.join(sorted(GENERATION_KEYS))})"
+                )
+            merged = {**config.generation_kwargs, **self.generation_kwargs}
+            if isinstance(merged.get("until"), str):
+                merged["until"] = [merged["until"]]
+            config = replace(config, generation_kwargs=merged)
+        return task if config is task.config else Task(config)
 
 
 @dataclass(frozen=True)
@@ -214,7 +240,9 @@ def _flatten(items: Sequence[Task | TaskGroup]) -> tuple[list[Task], list[TaskGr
     return tasks, groups
 
 
-def resolve_selection(specs: Iterable[str], include_paths: Iterable[Path] = ()) -> TaskSelection:
+def resolve_selection(
+    specs: Iterable[str], include_paths: Iterable[Path] = (), overrides: TaskOverrides | None = None
+) -> TaskSelection:
     """Each spec is a registered name, a task/group/tag under an include path, or a YAML file path."""
     _register_builtins()
     scan = _scan(include_paths)
@@ -242,7 +270,8 @@ def resolve_selection(specs: Iterable[str], include_paths: Iterable[Path] = ()) 
     tasks, groups = _flatten(items)
     unique: dict[str, Task] = {}
     for task in tasks:
-        unique.setdefault(task.name, task)
+        if task.name not in unique:
+            unique[task.name] = overrides.apply(task) if overrides is not None else task
     if not unique:
         raise HarnessError("no tasks given")
     return TaskSelection(tuple(unique.values()), tuple(dict.fromkeys(groups)))

@@ -1,14 +1,15 @@
 """The top-level `task:`, `group:`, `tag:`, `class:` and `include:` keys of lm-eval task YAML, read fast.
 
 This module owns reading those keys the way PyYAML would load them, without parsing the whole file: a
-line reader looks only at lines that start in column 0 (top-level keys, and list items written flush
+line reader checks every line that starts in column 0 (top-level keys, and list items written flush
 with their key) and picks out the index keys' values: plain, quoted, `[a, b]` and block lists, and
 `!function` references kept as text. Whatever it cannot vouch for (a value that may carry on over a
 later column-0 line, anchors, escapes, a document that is not a plain mapping, odd characters) goes to
 PyYAML's C loader instead, which also reads `!function` and any other tag as the plain value.
 
-What the line reader does not do is check the indented lines, so breakage there (which makes PyYAML and
-lm-eval reject the file) goes unnoticed unless `full_parse=True`.
+Indented lines are looked at only where they follow a value written on its key's line (they must carry
+on a plain or quoted scalar) or belong to an index key; breakage inside nested values (which makes
+PyYAML, and so lm-eval, reject the file) goes unnoticed unless `full_parse=True`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ class _Marker:
         return self.meaning
 
 
-_BLOCK = _Marker("value continues on the following lines")
+# What the value written on a key's own line turned out to be, when it is not (yet) a loaded value.
+_BLOCK = _Marker("nothing yet: the value is on the following lines")
+_BLOCK_SCALAR = _Marker("a | or > block scalar: its text is on the following, indented lines")
 _OPEN_QUOTE = _Marker("a quoted scalar that continues on the following lines")
-_UNREAD = _Marker("a value the index does not need")
+_PLAIN = _Marker("a plain scalar, which may continue on the following, indented lines")
+_ONE_LINE = _Marker("a value complete on its line")
 
 # Each line starting in column 0 that is not a comment: a top-level key (double-quoted as generated files
 # write them, single-quoted or a plain identifier) with the rest of its line, or any other line (groups
@@ -61,6 +65,11 @@ _COLUMN_ZERO_LINE = re.compile(
 # scalars that carry on over indented lines.
 _DOUBLE_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*+)"', re.DOTALL)
 _SINGLE_QUOTED = re.compile(r"'((?:[^']|'')*+)'")
+# A tag and an anchor, at most one of each, before a value; anything fancier goes to the parser.
+_TAG = r"!(?:![\w.\-/:]+|[\w.\-/:]*)"
+_ANCHOR = r"&[A-Za-z0-9_\-]+"
+_PROPERTIES = re.compile(rf"(?:{_TAG}(?: +{_ANCHOR})?|{_ANCHOR}(?: +{_TAG})?)(?: +|$)")
+_BLOCK_SCALAR_HEADER = re.compile(r"[|>](?:[1-9][+-]?|[+-][1-9]?)?(?: +#.*| *)$")
 _PLAIN_START_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
 # Characters YAML rejects (control characters) or reads as line breaks (NEL, LS, PS): left to the parser.
 _PRINTABLE_ASCII = bytes([9, 10, 13, *range(32, 127)])
@@ -95,7 +104,7 @@ def _plain_text(data: bytes) -> str | None:
 
 
 def _line_keys(text: str) -> Keys:
-    """Read the top-level index keys line by line; lines that start with a space are never looked at.
+    """Read the top-level index keys from the lines that start in column 0 (raises _NeedsParser).
 
     A top-level key line starts in column 0, and so do the items of a block list written flush with its
     key (`tag:` then `- a`). Every column-0 line is checked to be one of those two; values that could
@@ -106,6 +115,7 @@ def _line_keys(text: str) -> Keys:
         raise _NeedsParser  # empty, indented or not a mapping: let the parser say what it is
     keys: Keys = {}
     block_may_follow = False
+    block_start = -1  # where the lines below the last key start, until its first column-0 list item
     position, count = 0, len(tops)
     while position < count:
         match = tops[position]
@@ -113,9 +123,12 @@ def _line_keys(text: str) -> Keys:
         double_quoted, single_quoted, plain, rest = match.groups()
         key = plain if plain is not None else double_quoted if double_quoted is not None else single_quoted
         if key is None:
-            if block_may_follow and _is_list_item(match.group()):
-                continue
-            raise _NeedsParser  # "---", a list, a quoted key with escapes, a complex key, `key:value`...
+            if not (block_may_follow and _is_list_item(match.group())):
+                raise _NeedsParser  # "---", a list, a quoted key with escapes, a complex key, `key:value`...
+            if block_start >= 0 and _CONTENT_LINE.search(text, block_start, match.start()):
+                raise _NeedsParser  # indented lines, then column-0 items: not one block
+            block_start = -1
+            continue
         wanted = key in INDEX_KEYS
         if rest is None:
             value: object = _BLOCK
@@ -123,11 +136,11 @@ def _line_keys(text: str) -> Keys:
             raise _NeedsParser  # YAML accepts tabs in some places only
         else:
             value = _inline_value(rest.lstrip(" "), wanted)
-        if value is _OPEN_QUOTE:
-            following = text[match.end() : tops[position].start() if position < count else len(text)]
-            if not _quote_closes_before(rest or "", following):
-                raise _NeedsParser
+        if value is _OPEN_QUOTE or value is _PLAIN or value is _ONE_LINE:
+            next_start = tops[position].start() if position < count else len(text)
+            _check_lines_after(value, rest or "", text, match.end(), next_start)
         block_may_follow = value is _BLOCK
+        block_start = match.end()
         if wanted:
             after = position
             while after < count and _is_list_item(tops[after].group()):
@@ -146,25 +159,27 @@ def _is_list_item(line: str) -> bool:
 
 
 def _inline_value(value: str, wanted: bool) -> object:
-    """The value written on a key's own line: _BLOCK, _UNREAD (not wanted) or the loaded value."""
+    """The value written on a key's own line: the loaded value of an index key, else a marker."""
     if not value or value[0] == "#":
         return _BLOCK
     first = value[0]
     if first in "!&":  # a tag or an anchor, then the value proper
-        prefix, _, after = value.partition(" ")
-        after = after.lstrip(" ")
         if wanted:
-            if prefix == "!function" and after:
-                return _plain_scalar(after)  # lm-eval keeps function references unresolved here
+            prefix, _, after = value.partition(" ")
+            if prefix == "!function" and after.strip():
+                return _plain_scalar(after.lstrip(" "))  # lm-eval keeps the reference unresolved here
             raise _NeedsParser
-        return _inline_value(after, wanted)
+        properties = _PROPERTIES.match(value)
+        if properties is None or value[properties.end() : properties.end() + 1] in ("!", "&"):
+            raise _NeedsParser
+        return _inline_value(value[properties.end() :], wanted)
     if first == '"':
         quoted = _DOUBLE_QUOTED.match(value)
         if quoted is None:
             return _open_quote(wanted)
         _expect_line_end(value, quoted.end())
         if not wanted:
-            return _UNREAD
+            return _ONE_LINE
         if "\\" in quoted.group(1):
             raise _NeedsParser  # escapes: let PyYAML decode them
         return quoted.group(1)
@@ -173,25 +188,55 @@ def _inline_value(value: str, wanted: bool) -> object:
         if quoted is None:
             return _open_quote(wanted)
         _expect_line_end(value, quoted.end())
-        return quoted.group(1).replace("''", "'") if wanted else _UNREAD
+        return quoted.group(1).replace("''", "'") if wanted else _ONE_LINE
     if first in "[{":
         end = _flow_end(value)
         if end is None:
             raise _NeedsParser
         _expect_line_end(value, end)
         if not wanted:
-            return _UNREAD
+            return _ONE_LINE
         if first == "{":
             raise _NeedsParser
         return _flow_list(value[1 : end - 1])
-    if first in "|>*":  # block scalars and aliases: never used for the index keys in practice
-        if wanted:
+    if first in "|>" and not wanted:
+        if _BLOCK_SCALAR_HEADER.match(value) is None:
             raise _NeedsParser
-        return _UNREAD
+        return _BLOCK_SCALAR
+    if first in "|>*":  # block scalars for index keys, and aliases (their anchor may be missing)
+        raise _NeedsParser
     scalar = _plain_scalar(value)
-    if wanted and not _loads_as_string(scalar):
+    if not wanted:
+        return _ONE_LINE if " #" in value else _PLAIN  # a comment ends a plain scalar
+    if not _loads_as_string(scalar):
         raise _NeedsParser  # a number, bool, null or date: PyYAML's type for it decides
-    return scalar if wanted else _UNREAD
+    return scalar
+
+
+def _check_lines_after(value: object, rest: str, text: str, start: int, end: int) -> None:
+    """Hand the file to the parser unless the indented lines in text[start:end] fit the key's value."""
+    if value is _OPEN_QUOTE:
+        if not _quote_closes_before(rest, text[start:end]):
+            raise _NeedsParser
+    # Indented lines after a one-line value are invalid; after a plain scalar they may carry it on.
+    elif _CONTENT_LINE.search(text, start, end) is not None and (
+        value is _ONE_LINE or not _continues_plain_scalar(text[start:end])
+    ):
+        raise _NeedsParser
+
+
+def _continues_plain_scalar(following: str) -> bool:
+    """Whether the indented lines `following` a plain scalar carry it on: no key, no comment before."""
+    comment_seen = False
+    for line in following.split("\n"):
+        text = line.strip(" \r")
+        if not text:
+            continue
+        if text[0] == "#":
+            comment_seen = True
+        elif comment_seen or "\t" in line or ": " in text or " #" in text or text.endswith(":"):
+            return False
+    return True
 
 
 def _open_quote(wanted: bool) -> object:
@@ -312,10 +357,8 @@ def _block_value(block: str, key: str) -> object:
     lines = _content_lines(block)
     if not lines:
         return None
-    if key == "class":
-        return _UNREAD  # only its presence matters
     indent, first = lines[0]
-    if not _is_list_item(first):
+    if key == "class" or not _is_list_item(first):
         raise _NeedsParser  # a nested mapping or a multi-line scalar
     if key == "task":
         return []  # a group's task list: the index needs only to know that it is a list

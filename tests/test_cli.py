@@ -24,6 +24,8 @@ import pytest
 import harness
 
 SCORE_KEYS = ["run_id", "model", "task", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
+# JSON and CSV also carry each row's response filter and its lm-eval results key (`acc,none`).
+MACHINE_KEYS = [*SCORE_KEYS, "filter", "lm_eval_key"]
 BUILTIN_TASKS = ("harness_prose_ppl", "harness_reading_mc", "harness_tone", "harness_facts_qa")
 MODEL_REQUESTS = re.compile(r"(\d+) run on the model")
 TIMEOUT_S = 300
@@ -405,8 +407,9 @@ def test_run_prints_scores_as_json(first_run: tuple[Path, subprocess.CompletedPr
     task_rows = [row for row in rows if not row["metric"].startswith(("group/", "fairness/"))]
     assert any(row["metric"].startswith("group/exact_match/") for row in rows)
     for row in rows:
-        assert list(row) == SCORE_KEYS
+        assert list(row) == MACHINE_KEYS
         assert row["model"] == "mock"
+        assert row["lm_eval_key"] == f"{row['metric']},none" and row["filter"] == "none"
     for row in task_rows:
         assert row["n"] == 10
         assert isinstance(row["value"], float | int)
@@ -436,7 +439,7 @@ def test_scores_shows_what_run_printed(
         return
     if output_format == "csv":
         rows = list(csv.DictReader(io.StringIO(result.stdout)))
-        assert list(rows[0]) == SCORE_KEYS
+        assert list(rows[0]) == MACHINE_KEYS
         assert {row["run_id"] for row in rows} == {printed[0]["run_id"]}
         # CSV keeps full precision; the JSON output has 10 decimals.
         _assert_same_scores(rows, printed)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters.base import ProgressCallback
+from harness.default_model import harness_cache_dir
 from harness.errors import HarnessError
 from harness.requests import (
     ChatMessage,
@@ -403,8 +404,6 @@ def _file_fingerprint(folder: Path, gguf_file: str | None) -> str:
 
 
 def _hash_cache_path() -> Path:
-    from harness.default_model import harness_cache_dir
-
     return harness_cache_dir() / "file_hashes.json"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters.base import ProgressCallback
+from harness.adapters.hf import _file_fingerprint
 from harness.errors import HarnessError
 from harness.requests import (
     GenerationRequest,
@@ -56,8 +57,6 @@ def _lm_eval_version() -> str:
 
 
 def _local_weights_fingerprint(model_args: Mapping[str, str]) -> str | None:
-    from harness.adapters.hf import _file_fingerprint
-
     for key in _MODEL_LOCATION_ARGS:
         path = Path(model_args.get(key, "")).expanduser()
         if model_args.get(key) and path.is_dir():

@@ -154,6 +154,7 @@ DOWNLOAD_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import datasets
+    from harness.tasks import hub
     from harness.tasks.hub import hub_splits, load_hub_split
 
     report = []
@@ -161,13 +162,14 @@ DOWNLOAD_SCRIPT = textwrap.dedent(
         downloaded = datasets.load_dataset(path, name)  # the command our error lines recommend
         ours = {split: load_hub_split(path, name, None, split) for split in hub_splits(path, name, None)}
         report.append([{split: rows.to_list() for split, rows in downloaded.items()}, ours])
+    assert list(hub._hub_probe_results.values()) == [True]  # the fake Hub answered: an online load
     print(json.dumps(report))
     """
 )
 
 
 @pytest.fixture(scope="session")
-def hub_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def hub_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An HF_HOME whose datasets cache holds TinyArc (both configs) and plain_qa, downloaded online."""
     root = tmp_path_factory.mktemp("fake-hub")
     FakeHubHandler.repos = {
@@ -200,7 +202,7 @@ def hub_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert result.returncode == 0, result.stderr
     for downloaded, ours in json.loads(result.stdout):
         assert ours == downloaded  # the online path gives what `datasets` gives
-    yield home
+    return home
 
 
 @pytest.fixture(autouse=True)
@@ -313,8 +315,8 @@ def test_missing_from_the_cache_names_the_dataset_and_the_remedy(empty_cache: Pa
         f"tasks/arc_easy.yaml: dataset '{ARC}' (ARC-Easy) is not in the local datasets cache ({empty_cache}) "
         "and the Hub is not reachable (offline mode is on: HF_HUB_OFFLINE or HF_DATASETS_OFFLINE): "
         f"run `python -c \"import datasets; datasets.load_dataset('{ARC}', 'ARC-Easy')\"` on a machine with "
-        f"network and copy its {empty_cache / 'fake-org___tiny_arc'} folder into this machine's datasets "
-        "cache, or point dataset_path at a local folder"
+        f"network and copy the fake-org___tiny_arc folder of its datasets cache into {empty_cache}, "
+        "or point dataset_path at a local folder"
     )
     with pytest.raises(HarnessError) as raised:
         hub_splits(PLAIN, None, {"revision": "main"})
@@ -365,6 +367,11 @@ def test_a_local_folder_reads_as_datasets_does(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     assert hub_splits("plain_qa", None, None) == tuple(datasets.load_dataset(str(plain_folder)))
     assert load_hub_split("./plain_qa", None, None, "validation") == rows("plain", "validation", 2)
+    # dataset_kwargs reach load_dataset as they are.
+    data_files = {"test": "ARC-Challenge/test-*"}
+    chosen = load_hub_split("task/tiny_arc", None, {"data_files": data_files}, "test")
+    assert chosen == list(datasets.load_dataset(str(arc_folder), data_files=data_files)["test"])
+    assert chosen == rows("ARC-Challenge", "test", 4)
 
 
 @pytest.mark.usefixtures("empty_cache")
@@ -382,6 +389,12 @@ def test_local_folder_errors_name_the_folder_and_the_configs(tmp_path: Path) -> 
     assert str(raised.value) == (
         f"dataset '{folder}' has several configs, so the task must set dataset_name "
         "(configs: ARC-Challenge, ARC-Easy)"
+    )
+    with pytest.raises(HarnessError) as raised:
+        load_hub_split(str(folder), "ARC-Easy", {"split": "test"}, "test")
+    assert str(raised.value) == (
+        f"dataset '{folder}' (ARC-Easy): dataset_kwargs must not pick a split (`split:`); "
+        "name the splits in test_split, validation_split or fewshot_split"
     )
     with pytest.raises(HarnessError) as raised:
         load_hub_split("./no/such/folder", None, None, "test", source=source)
