@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
@@ -85,6 +88,30 @@ def load_split(config: TaskConfig, split: str) -> list[Document]:
     return documents
 
 
+# The seeds lm-eval's simple_evaluate gives Python's and numpy's global generators before it loads tasks.
+LM_EVAL_RANDOM_SEED = 0
+LM_EVAL_NUMPY_SEED = 1234
+
+
+@contextmanager
+def _lm_eval_seeds() -> Iterator[None]:
+    """The global generators seeded as lm-eval seeds them, and given back to the caller as they were.
+
+    Some process_docs hooks draw from the global generators (leaderboard_gpqa shuffles the options).
+    Seeded, they give the same documents on every run, and lm-eval's own documents when the task is the
+    first it loads (lm-eval seeds once per run, and its `datasets` cache reuses a split's first result).
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    random.seed(LM_EVAL_RANDOM_SEED)
+    np.random.seed(LM_EVAL_NUMPY_SEED)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def apply_process_docs(
     process_docs: Callable[[Any], Any], documents: list[Document], task: str
 ) -> list[Document]:
@@ -93,7 +120,8 @@ def apply_process_docs(
 
     dataset = datasets.Dataset.from_list(documents)
     try:
-        processed = process_docs(dataset)
+        with _lm_eval_seeds():
+            processed = process_docs(dataset)
     except Exception as error:  # the task's own code failed
         raise HarnessError(f"task '{task}': process_docs failed: {type(error).__name__}: {error}") from None
     if isinstance(processed, datasets.Dataset):

@@ -63,6 +63,12 @@ def _base_metrics(config: TaskConfig) -> list[Metric]:
         return [get_metric(name) for name in default_metrics(config.output_type)]
     chosen = []
     for spec in specs:
+        if spec.aggregation is not None and not isinstance(spec.aggregation, str):
+            # lm-eval would hand the per-document items to that function (super_glue's cb: a macro F1);
+            # the built-in metric would silently report its own aggregate instead.
+            raise HarnessError(
+                f"task '{config.task}': metric '{spec.name}': a !function aggregation is not supported"
+            )
         metric = get_metric(spec.name, **dict(spec.settings))
         if config.output_type not in metric.output_types:
             raise HarnessError(
