@@ -167,6 +167,8 @@ class TaskConfig:
     task_alias: str | None = None
     tags: tuple[str, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Set at run time (lm-eval's --system_instruction): text placed before the description.
+    system_instruction: str | None = None
 
     @property
     def eval_split(self) -> str:

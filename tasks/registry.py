@@ -56,6 +56,7 @@ class TaskOverrides:
 
     num_fewshot: int | None = None
     generation_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    system_instruction: str | None = None
 
     def apply(self, task: Task) -> Task:
         config = task.config
@@ -73,6 +74,8 @@ class TaskOverrides:
             if isinstance(merged.get("until"), str):
                 merged["until"] = [merged["until"]]
             config = replace(config, generation_kwargs=merged)
+        if self.system_instruction:
+            config = replace(config, system_instruction=self.system_instruction)
         return task if config is task.config else Task(config)
 
 

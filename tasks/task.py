@@ -171,7 +171,8 @@ class Task:
     def _prefix(self, doc: Document, rng: random.Random, pool: list[Document] | None) -> str:
         """Description and few-shot examples: everything before the evaluated document's own turn."""
         config = self.config
-        parts = [prompts.resolve_field(doc, config.description) or ""]
+        description = prompts.resolve_field(doc, config.description) or ""
+        parts = [prompts.maybe_delimit(config.system_instruction, description, config.fewshot_delimiter)]
         if config.num_fewshot > 0 and pool is not None:
             parts.extend(self._example_turn(example) for example in self._fewshot_examples(doc, rng, pool))
         return "".join(parts)
