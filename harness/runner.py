@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from harness.adapters.base import ModelAdapter
+from harness.adapters.base import ChatTemplateAdapter, ModelAdapter
 from harness.cache import RequestCache
 from harness.errors import PartialResultsError
 from harness.metrics import SampleOutcome, Score, score_many, statistics_matrix
@@ -217,9 +217,10 @@ def evaluate_tasks(
 ) -> list[TaskEvaluation]:
     """Evaluate tasks one after another, so each task's cost (time, tokens, latency) is its own."""
     built: list[tuple[Task, list[TaskInstance]]] = []
+    chat = adapter.apply_chat_template if isinstance(adapter, ChatTemplateAdapter) else None
     for task in tasks:
         task.metrics  # noqa: B018 - resolve metric names before any model call, so typos fail fast
-        built.append((task, task.build_instances(limit)))
+        built.append((task, task.build_instances(limit, chat)))
     evaluations = []
     for task, instances in built:
         started = time.perf_counter()

@@ -169,6 +169,8 @@ class TaskConfig:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     # Set at run time (lm-eval's --system_instruction): text placed before the description.
     system_instruction: str | None = None
+    # With a chat template: few-shot examples as separate turns instead of one user message.
+    fewshot_as_multiturn: bool = False
 
     @property
     def eval_split(self) -> str:

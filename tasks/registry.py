@@ -57,6 +57,8 @@ class TaskOverrides:
     num_fewshot: int | None = None
     generation_kwargs: Mapping[str, Any] = field(default_factory=dict)
     system_instruction: str | None = None
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
 
     def apply(self, task: Task) -> Task:
         config = task.config
@@ -76,6 +78,14 @@ class TaskOverrides:
             config = replace(config, generation_kwargs=merged)
         if self.system_instruction:
             config = replace(config, system_instruction=self.system_instruction)
+        if self.apply_chat_template or self.fewshot_as_multiturn:
+            if self.fewshot_as_multiturn and not (self.apply_chat_template or config.apply_chat_template):
+                raise HarnessError("--fewshot-as-multiturn needs --apply-chat-template (as in lm-eval)")
+            config = replace(
+                config,
+                apply_chat_template=True,
+                fewshot_as_multiturn=self.fewshot_as_multiturn or config.fewshot_as_multiturn,
+            )
         return task if config is task.config else Task(config)
 
 

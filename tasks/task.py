@@ -154,7 +154,7 @@ class Task:
             examples = rng.sample([example for example in pool if example != exclude], n)
         return examples
 
-    def _example_turn(self, example: Document) -> str:
+    def _example_turn(self, example: Document) -> list[prompts.Message]:
         fewshot = self.config.fewshot
         question = self._text(example, fewshot.doc_to_text)
         choices = self._choices(example, fewshot.doc_to_choice) if fewshot.doc_to_choice is not None else None
@@ -168,16 +168,35 @@ class Task:
         fewshot_delimiter = _first_set(fewshot.fewshot_delimiter, self.config.fewshot_delimiter)
         return prompts.qa_turn(question, choices, answer, gen_prefix, target_delimiter, fewshot_delimiter)
 
-    def _prefix(self, doc: Document, rng: random.Random, pool: list[Document] | None) -> str:
-        """Description and few-shot examples: everything before the evaluated document's own turn."""
+    def _prefix(
+        self, doc: Document, rng: random.Random, pool: list[Document] | None
+    ) -> list[prompts.Message]:
+        """System instruction, description and few-shot examples: what comes before the document's turn."""
         config = self.config
         description = prompts.resolve_field(doc, config.description) or ""
-        parts = [prompts.maybe_delimit(config.system_instruction, description, config.fewshot_delimiter)]
+        system = prompts.maybe_delimit(config.system_instruction, description, config.fewshot_delimiter)
+        messages = [prompts.Message("system", system)] if system else []
         if config.num_fewshot > 0 and pool is not None:
-            parts.extend(self._example_turn(example) for example in self._fewshot_examples(doc, rng, pool))
-        return "".join(parts)
+            for example in self._fewshot_examples(doc, rng, pool):
+                messages.extend(self._example_turn(example))
+        return messages
 
-    def _instance(self, doc_id: int, doc: Document, prefix: str) -> TaskInstance:
+    def _render(
+        self,
+        prefix: list[prompts.Message],
+        question: Any,
+        gen_prefix: str | None,
+        chat: prompts.ChatRenderer | None,
+        target_delimiter: str,
+    ) -> str:
+        if not isinstance(question, str):
+            raise HarnessError(f"task '{self.name}': doc_to_text must give text, got {question!r}")
+        messages = prefix + prompts.qa_turn(question, None, None, gen_prefix, target_delimiter, "")
+        return prompts.render(messages, chat, self.config.fewshot_as_multiturn, bool(gen_prefix))
+
+    def _instance(
+        self, doc_id: int, doc: Document, prefix: list[prompts.Message], chat: prompts.ChatRenderer | None
+    ) -> TaskInstance:
         config = self.config
         group = self._group(doc_id, doc)
         gen_prefix = prompts.resolve_field(doc, config.gen_prefix)
@@ -185,22 +204,24 @@ class Task:
             target = str(self._target(doc))
             return TaskInstance(doc_id, "", target, (RollingLoglikelihoodRequest(target),), group=group)
         question = self._text(doc)
+        # Through a chat template the answer starts its own turn, so it needs no delimiter (lm-eval's rule).
+        answer_delimiter = config.target_delimiter
+        if chat is not None and not (gen_prefix and not gen_prefix[-1].isspace()):
+            answer_delimiter = ""
         if config.output_type == "multiple_choice":
             choices = self._choices(doc)
             gold = self._gold_index(doc, choices)
             if isinstance(question, int):
-                contexts = [
-                    prefix + prompts.qa_turn(choice, None, None, gen_prefix, "", "") for choice in choices
-                ]
-                continuation = config.target_delimiter + str(self._target(doc))
+                contexts = [self._render(prefix, choice, gen_prefix, chat, "") for choice in choices]
+                continuation = answer_delimiter + str(self._target(doc))
                 requests: tuple[Request, ...] = tuple(LoglikelihoodRequest(c, continuation) for c in contexts)
                 context = contexts[gold if gold is not None else 0]
             else:
-                context = prefix + self._final_turn(question, gen_prefix)
-                requests = tuple(LoglikelihoodRequest(context, config.target_delimiter + c) for c in choices)
+                context = self._render(prefix, question, gen_prefix, chat, config.target_delimiter)
+                requests = tuple(LoglikelihoodRequest(context, answer_delimiter + c) for c in choices)
             target = choices[gold] if gold is not None else ""
             return TaskInstance(doc_id, context, target, requests, tuple(choices), gold, group=group)
-        context = prefix + self._final_turn(question, gen_prefix)
+        context = self._render(prefix, question, gen_prefix, chat, config.target_delimiter)
         if config.output_type == "loglikelihood":
             target = str(self._target(doc))
             return TaskInstance(
@@ -208,17 +229,15 @@ class Task:
             )
         references = self._references(doc)
         prompt: str | tuple[ChatMessage, ...] = context
-        if config.apply_chat_template:
-            prompt = (ChatMessage("user", context),)
+        if config.apply_chat_template and chat is None:
+            # A model served behind a chat API applies its own template: it gets the turns themselves.
+            turns = prefix + prompts.qa_turn(question, None, None, gen_prefix, config.target_delimiter, "")
+            chat_turns = prompts.as_chat(turns, config.fewshot_as_multiturn)
+            prompt = tuple(ChatMessage(turn["role"], turn["content"]) for turn in chat_turns)
         generation = tuple(
             GenerationRequest(prompt, settings) for settings in self._generation_settings(config.repeats)
         )
         return TaskInstance(doc_id, context, references[0], generation, references=references, group=group)
-
-    def _final_turn(self, question: Any, gen_prefix: str | None) -> str:
-        if not isinstance(question, str):
-            raise HarnessError(f"task '{self.name}': doc_to_text must give text, got {question!r}")
-        return prompts.qa_turn(question, None, None, gen_prefix, self.config.target_delimiter, "")
 
     def _group(self, doc_id: int, doc: Document) -> str | None:
         field_name = self.config.group_field
@@ -260,16 +279,26 @@ class Task:
             )
         return settings
 
-    def build_instances(self, limit: int | None = None) -> list[TaskInstance]:
+    def build_instances(
+        self, limit: int | None = None, chat: prompts.ChatRenderer | None = None
+    ) -> list[TaskInstance]:
+        """The task's documents as requests. `chat` is the model's chat template, used when the task (or
+        the run) asks for one: without it such a task cannot build its prompts."""
         if limit is not None and limit <= 0:
             raise HarnessError("--limit must be a positive number of documents")
         documents = self.documents[:limit] if limit is not None else self.documents
+        if self.config.apply_chat_template and chat is None and self.output_type != "generate_until":
+            raise HarnessError(
+                f"task '{self.name}' asks for a chat template, but the model cannot apply one to the "
+                "prompts it scores"
+            )
+        renderer = chat if self.config.apply_chat_template else None
         pool = self._fewshot_pool() if self.config.num_fewshot > 0 else None
         rng = random.Random(FEWSHOT_SEED)
         instances = []
         for doc_id, doc in enumerate(documents):
-            prefix = self._prefix(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else ""
-            instances.append(replace(self._instance(doc_id, doc, prefix), doc=doc))
+            prefix = self._prefix(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else []
+            instances.append(replace(self._instance(doc_id, doc, prefix, renderer), doc=doc))
         return instances
 
     # -- results -------------------------------------------------------------------------------------

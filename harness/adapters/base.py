@@ -47,3 +47,16 @@ class ModelAdapter(Protocol):
     def generate(
         self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None
     ) -> list[GenerationResult]: ...
+
+
+@runtime_checkable
+class ChatTemplateAdapter(Protocol):
+    """An adapter that can render chat turns with its model's template (lm-eval's `apply_chat_template`).
+
+    Tasks that ask for a chat template build their prompts through it, for every output type.
+    """
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        """The turns as one prompt string; without a generation prompt the last (assistant) turn is
+        continued instead of closed."""
+        ...

@@ -340,6 +340,25 @@ class HFAdapter:
         prompts = [self.render_prompt(request.prompt) for request in requests]
         return generate_batched(self, prompts, [r.settings for r in requests], progress)
 
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        """The tokenizer's chat template, called as lm-eval's HFLM calls it (also its retry without a
+        system turn for templates that refuse one)."""
+        import jinja2
+
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise HarnessError(f"model {self.name} has no chat template, but the task asks for one")
+        options = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
+        try:
+            rendered = self.tokenizer.apply_chat_template(
+                messages, continue_final_message=not add_generation_prompt, **options
+            )
+        except jinja2.TemplateError:
+            without_system = [message for message in messages if message["role"] != "system"]
+            rendered = self.tokenizer.apply_chat_template(
+                without_system, continue_final_message=not add_generation_prompt, **options
+            )
+        return str(rendered)
+
     def render_prompt(self, prompt: str | tuple[ChatMessage, ...]) -> str:
         if isinstance(prompt, str):
             return prompt

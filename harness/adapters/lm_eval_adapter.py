@@ -204,6 +204,15 @@ class LMEvalAdapter:
             progress(len(requests), sum(result.num_tokens for result in results))
         return results
 
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        try:
+            return str(self.lm.apply_chat_template(messages, add_generation_prompt=add_generation_prompt))
+        except NotImplementedError:
+            raise HarnessError(
+                f"lm_eval adapter ({self.backend}): the task asks for a chat template, but the backend "
+                "has none"
+            ) from None
+
     def _render(self, request: GenerationRequest) -> str:
         if isinstance(request.prompt, str):
             return request.prompt

@@ -75,6 +75,13 @@ class MockAdapter:
         self._served(len(requests), progress)
         return results
 
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        """A fixed, readable template (`<|role|>` before each turn), so chat prompts can be tested."""
+        text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+        if not add_generation_prompt:
+            return text.removesuffix("\n")  # the last turn is continued, not closed
+        return text + "<|assistant|>\n"
+
     def generate(
         self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None = None
     ) -> list[GenerationResult]:

@@ -93,3 +93,65 @@ def test_generation_overrides_equal_lm_evals(folder: Path) -> None:
     ours = _our_arguments(folder, "sums_gen", TaskOverrides(generation_kwargs={"max_gen_toks": 7}))
     assert ours == theirs
     assert ours[0][1] == 7
+
+
+GEN_PREFIX_MC = MC.replace("task: sums_mc", "task: sums_prefix").replace(
+    "doc_to_target: 0\n", 'doc_to_target: 0\ngen_prefix: "The answer is"\n'
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_model_dir: Path) -> Any:
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(tiny_model_dir), batch_size=1, dtype="float32", device="cpu")
+
+
+@pytest.mark.parametrize("name", ["sums_mc", "sums_gen", "sums_prefix"])
+@pytest.mark.parametrize("multiturn", [False, True])
+@pytest.mark.parametrize("instruction", [None, "Be brief."])
+def test_chat_template_prompts_equal_lm_evals(
+    folder: Path, tiny_lm: Any, tiny_model_dir: Path, name: str, multiturn: bool, instruction: str | None
+) -> None:
+    from harness.adapters.hf import load_hf_adapter
+
+    (folder / "prefix.yaml").write_text(
+        GEN_PREFIX_MC.replace("docs.jsonl", str(folder / "docs.jsonl")), encoding="utf-8"
+    )
+    settings: dict[str, Any] = {"system_instruction": instruction}
+    if name != "sums_gen":
+        settings["num_fewshot"] = 2
+    theirs = _lm_eval_arguments(
+        folder,
+        name,
+        apply_chat_template=True,
+        fewshot_as_multiturn=multiturn,
+        chat_template=tiny_lm.apply_chat_template,
+        **settings,
+    )
+    overrides = TaskOverrides(
+        num_fewshot=settings.get("num_fewshot"),
+        system_instruction=instruction,
+        apply_chat_template=True,
+        fewshot_as_multiturn=multiturn,
+    )
+    (task,) = resolve_selection([name], [folder], overrides).tasks
+    adapter = load_hf_adapter(str(tiny_model_dir), {})
+    ours: list[tuple[Any, ...]] = []
+    for instance in task.build_instances(5, adapter.apply_chat_template):
+        for request in instance.requests:
+            if isinstance(request, LoglikelihoodRequest):
+                ours.append((request.context, request.continuation))
+            else:
+                assert isinstance(request, GenerationRequest)
+                ours.append((request.prompt, dict(theirs[len(ours)][1])))
+    assert ours == theirs
+    assert "<|" in str(ours[0][0]) or "im_start" in str(ours[0][0])
+
+
+def test_scored_chat_prompts_need_a_model_that_can_render_them(folder: Path) -> None:
+    from harness.errors import HarnessError
+
+    (task,) = resolve_selection(["sums_mc"], [folder], TaskOverrides(apply_chat_template=True)).tasks
+    with pytest.raises(HarnessError, match="asks for a chat template"):
+        task.build_instances(2, None)
