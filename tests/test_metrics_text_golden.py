@@ -13,6 +13,8 @@ import collections
 import random
 import re
 import string
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ from harness.metrics._ngrams import _group, clipped_matches, encode_chars
 from harness.metrics.rouge import lcs_length
 
 TOLERANCE = 1e-9
+BUILTIN_DATA = Path(__file__).resolve().parent.parent / "tasks" / "builtin" / "data"
 WORDS = [
     "the", "The", "cat", "sat", "on", "mat", "a", "an", "dog's", "running", "runs", "naïve", "café",
     "日本語", "中文", "😀", "Ελληνικά", "İstanbul", "straße", "Hello,", "world!", "(hi)", "42", "3.14",
@@ -185,18 +188,46 @@ def test_rouge_lcs_length_matches_the_dp_table() -> None:
         assert lcs_length(a, b) == expected == lcs_length(b, a)
 
 
-def test_rouge_lsum_split_summaries_needs_nltk_data_or_says_how() -> None:
-    try:
-        metric = get_metric("rougeLsum", split_summaries=True)
-    except HarnessError as error:
-        assert "python -m nltk.downloader punkt_tab" in str(error)
-        return
-    prediction, reference = "The cat sat. It was happy.", "A cat sat down. It was very happy."
+@pytest.fixture
+def nltk_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An NLTK data folder of this test's own: empty until a test writes a sentence model into it."""
+    import nltk
+    import nltk.tokenize
+
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()
+    yield tmp_path
+    nltk.tokenize._get_punkt_tokenizer.cache_clear()
+
+
+def test_rouge_lsum_split_summaries_without_nltk_data_says_how(nltk_data: Path) -> None:
+    with pytest.raises(HarnessError, match=r"python -m nltk.downloader punkt_tab"):
+        get_metric("rougeLsum", split_summaries=True)
+
+
+def test_rouge_lsum_split_summaries_equals_rouge_score(nltk_data: Path) -> None:
+    # No model hub here: a Punkt sentence model trained on the built-in English data stands in for NLTK's
+    # download; rouge-score then splits sentences with exactly the same model as we do.
+    from nltk.tokenize.punkt import PunktTrainer, save_punkt_params
+
+    corpus = " ".join(path.read_text(encoding="utf-8") for path in sorted(BUILTIN_DATA.glob("*.jsonl")))
+    trainer = PunktTrainer()
+    trainer.train("Dr. Smith went home. He was tired. Mr. Jones agreed. " * 5 + corpus, finalize=True)
+    model = nltk_data / "tokenizers" / "punkt_tab" / "english"
+    model.parent.mkdir(parents=True)
+    save_punkt_params(trainer.get_params(), dir=str(model))
+
+    metric = get_metric("rougeLsum", split_summaries=True)
+    # Sentences in the other order: summary-level LCS matches each sentence, one-line LCS only one.
+    prediction = "Dr. Smith came home. It was happy. The cat sat."
+    reference = "A cat sat down. It was very happy. Then Dr. Smith came home at last."
     expected = rouge_scorer.RougeScorer(["rougeLsum"], split_summaries=True).score(reference, prediction)
     outcome = SampleOutcome("generate_until", prediction=prediction, target=reference)
-    assert metric.sample_statistics(outcome)[0] == pytest.approx(
-        expected["rougeLsum"].fmeasure, abs=TOLERANCE
-    )
+    expected_f = expected["rougeLsum"].fmeasure
+    assert metric.sample_statistics(outcome)[0] == pytest.approx(expected_f, abs=TOLERANCE)
+    # The split really happened: on one line the summary-level score is a different number.
+    unsplit = rouge_scorer.RougeScorer(["rougeLsum"]).score(reference, prediction)["rougeLsum"].fmeasure
+    assert expected_f != pytest.approx(unsplit)
 
 
 # -- the official SQuAD v2.0 evaluation functions (normalize_answer, get_tokens, compute_exact/f1) ----
