@@ -3,7 +3,7 @@
 The store is generated once by `leaderboard.synthetic` (about 2 minutes on two cores) and reused.
 Three measurements, each in fresh processes so that "cold" means nothing cached and nothing imported:
 
-* data: listing the store, reading runs and scores (DuckDB), shaping the leaderboard table, with no
+* data: listing the store, reading runs and scores (harness.store), shaping the leaderboard table, with no
   Streamlit cache (warm: the same again, the files now in the OS page cache);
 * server: the leaderboard page script run by `streamlit.testing.v1.AppTest` (no browser); cold is the
   first run in a new process, warm a rerun (what any click on the page triggers) over cached data;
@@ -38,9 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.leaderboard.data import list_store, load_store  # noqa: E402
 from harness.leaderboard.ranking import build_leaderboard, display_table  # noqa: E402
 from harness.leaderboard.synthetic import generate_store  # noqa: E402
+from harness.store import list_store, load_store  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

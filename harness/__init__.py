@@ -28,6 +28,7 @@ from harness.requests import (
 if TYPE_CHECKING:
     from harness.adapters import ADAPTERS, ModelAdapter, load_adapter, wrap_model
     from harness.api import EvaluationReport, evaluate
+    from harness.predictions import ScoreReport, score
     from harness.store import ResultStore
 
 _LAZY = {
@@ -37,6 +38,8 @@ _LAZY = {
     "wrap_model": "harness.adapters",
     "EvaluationReport": "harness.api",
     "evaluate": "harness.api",
+    "ScoreReport": "harness.predictions",
+    "score": "harness.predictions",
     "ResultStore": "harness.store",
 }
 
@@ -61,7 +64,9 @@ __all__ = [
     "ResultStore",
     "RollingLoglikelihoodRequest",
     "RollingLoglikelihoodResult",
+    "ScoreReport",
     "evaluate",
     "load_adapter",
+    "score",
     "wrap_model",
 ]

@@ -6,14 +6,11 @@ Inside a training loop pass the in-memory model and its tokenizer; nothing is sa
 from __future__ import annotations
 
 import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +22,22 @@ from harness.cache import RequestCache
 from harness.errors import HarnessError
 from harness.fairness import task_fairness_scores
 from harness.runner import RequestStats, TaskEvaluation, evaluate_tasks
-from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord, default_store_path, new_run_id
+from harness.store import (
+    Document,
+    Provenance,
+    ResultStore,
+    RunSettings,
+    ScoreRecord,
+    TaskResults,
+    assemble_run,
+    default_store_path,
+    normalise_tags,
+    record_provenance,
+)
+from harness.store.statistics import encode_statistics
 from harness.tasks import DEFAULT_SUITE
 from harness.tasks.groups import group_scores
 from harness.tasks.registry import TaskOverrides, resolve_selection
-from harness.versions import harness_version
 
 _STEP_PATTERN = re.compile(r"(?:checkpoint|global_step|step)[-_]?(\d+)$")
 
@@ -52,16 +60,6 @@ def step_from_path(target: str) -> int | None:
     """`checkpoint-1000`, `step_1000` and `global_step1000` folder names carry their training step."""
     match = _STEP_PATTERN.search(Path(target.rstrip("/")).name)
     return int(match.group(1)) if match else None
-
-
-def _git_revision() -> str | None:
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return completed.stdout.strip() or None if completed.returncode == 0 else None
 
 
 def _resolve_model(
@@ -87,30 +85,28 @@ def _resolve_model(
     )
 
 
-def _sample_records(run_id: str, evaluation: TaskEvaluation) -> list[SampleRecord]:
-    records = []
-    for index, (instance, outcome) in enumerate(zip(evaluation.instances, evaluation.outcomes, strict=True)):
-        statistics: dict[str, float] = {}
-        for metric in evaluation.task.metrics:
-            values = evaluation.statistics[metric.name][index]
-            names = metric.statistic_names
-            for stat_name, value in zip(names, values, strict=True):
-                statistics[metric.name if len(names) == 1 else f"{metric.name}/{stat_name}"] = float(value)
-        records.append(
-            SampleRecord(
-                run_id=run_id,
-                task=evaluation.task.name,
-                doc_id=instance.doc_id,
-                prompt=instance.prompt,
-                target=instance.target,
-                prediction=outcome.prediction,
-                choice_logprobs=tuple(outcome.choice_logprobs) if outcome.choice_logprobs else None,
-                statistics=statistics,
-                group=instance.group,
-                metadata={"references": list(instance.references)} if len(instance.references) > 1 else {},
-            )
+def _task_results(evaluation: TaskEvaluation, extra_scores: Sequence[Any]) -> TaskResults:
+    """One evaluated task as the store takes it: score rows (its own, then fairness rows) and documents."""
+    metrics = evaluation.task.metrics
+    matrices = [evaluation.statistics[metric.name] for metric in metrics]
+    statistics = encode_statistics(metrics, matrices, len(evaluation.instances))
+    documents = [
+        Document(
+            doc_id=instance.doc_id,
+            prompt=instance.prompt,
+            target=instance.target,
+            prediction=outcome.prediction,
+            choice_logprobs=outcome.choice_logprobs,
+            statistics=stats,
+            group=instance.group,
+            metadata={"references": list(instance.references)} if len(instance.references) > 1 else {},
         )
-    return records
+        for instance, outcome, stats in zip(
+            evaluation.instances, evaluation.outcomes, statistics, strict=True
+        )
+    ]
+    task = evaluation.task
+    return TaskResults(task.name, task.version, (*evaluation.scores, *extra_scores), documents)
 
 
 def evaluate(
@@ -131,17 +127,29 @@ def evaluate(
     show_progress: bool = False,
     num_fewshot: int | None = None,
     generation_kwargs: Mapping[str, Any] | None = None,
+    tags: Iterable[str] = (),
+    system_instruction: str | None = None,
+    apply_chat_template: bool = False,
+    fewshot_as_multiturn: bool = False,
 ) -> EvaluationReport:
     """Evaluate a model on tasks, store the run, and return its scores.
 
     `model` is `ADAPTER:TARGET` (`hf:./checkpoint-1000`, `mock:0`), a path, a ModelAdapter, or an
     in-memory transformers model together with `tokenizer=`. With no model, the embedded default model.
+    `tags` are stored with the run; `harness gate --baseline tag:NAME` selects the newest run tagged NAME.
     """
     started = time.perf_counter()
+    run_tags = normalise_tags(tags)
     args = dict(model_args or {})
     task_specs = [tasks] if isinstance(tasks, str) else list(tasks or DEFAULT_SUITE)
     task_specs = [spec for item in task_specs for spec in item.split(",")]
-    overrides = TaskOverrides(num_fewshot, dict(generation_kwargs or {}))
+    overrides = TaskOverrides(
+        num_fewshot,
+        dict(generation_kwargs or {}),
+        system_instruction,
+        apply_chat_template,
+        fewshot_as_multiturn,
+    )
     selection = resolve_selection(task_specs, [Path(p) for p in include_paths], overrides)
     if limit is not None and limit <= 0:
         raise HarnessError("--limit must be a positive number of documents")
@@ -172,73 +180,55 @@ def evaluate(
     finally:
         if cache is not None:
             cache.close()
-    run_id = new_run_id()
-    task_rows = [
-        (evaluation.task.name, evaluation.task.version, item)
+    results = [
+        _task_results(evaluation, task_fairness_scores(evaluation, bootstrap_resamples, seed))
         for evaluation in evaluations
-        for item in (*evaluation.scores, *task_fairness_scores(evaluation, bootstrap_resamples, seed))
     ]
     scores_by_task = {evaluation.task.name: evaluation.scores for evaluation in evaluations}
-    group_rows = [
-        (group.name, group.version, item)
+    groups = [
+        TaskResults(group.name, group.version, group_scores(group, scores_by_task))
         for group in selection.groups
-        for item in group_scores(group, scores_by_task)
     ]
-    score_records = tuple(
-        ScoreRecord(
-            run_id=run_id,
-            task=task_name,
-            task_version=version,
-            metric=item.metric,
-            value=item.value,
-            stderr=item.stderr,
-            ci_low=item.ci_low,
-            ci_high=item.ci_high,
-            n=item.n,
-            higher_is_better=item.higher_is_better,
-            signature=item.signature,
-        )
-        for task_name, version, item in (*task_rows, *group_rows)
-    )
     wall_seconds = time.perf_counter() - started
+    provenance = Provenance()
     if write:
-        provenance = {
-            **adapter.provenance(),
-            "harness": harness_version(),
-            "python": platform.python_version(),
-            "seed": seed,
-            "limit": limit,
-            "bootstrap_resamples": bootstrap_resamples,
-            "git_revision": _git_revision(),
-            "host": platform.node(),
-            "argv": sys.argv if os.environ.get("HARNESS_RECORD_ARGV", "1") == "1" else None,
-            "task_versions": {e.task.name: e.task.version for e in evaluations},
-            "task_overrides": {
-                "num_fewshot": num_fewshot,
-                "generation_kwargs": dict(generation_kwargs or {}),
+        provenance = record_provenance(
+            settings=RunSettings(seed=seed, limit=limit, bootstrap_resamples=bootstrap_resamples),
+            model=adapter.provenance(),
+            cost={e.task.name: e.request_stats.cost(e.wall_seconds) for e in evaluations},
+            tags=run_tags,
+            details={
+                "argv": sys.argv if os.environ.get("HARNESS_RECORD_ARGV", "1") == "1" else None,
+                "task_versions": {e.task.name: e.task.version for e in evaluations},
+                "task_overrides": {
+                    "num_fewshot": num_fewshot,
+                    "generation_kwargs": dict(generation_kwargs or {}),
+                    "system_instruction": system_instruction,
+                    "apply_chat_template": apply_chat_template,
+                    "fewshot_as_multiturn": fewshot_as_multiturn,
+                },
+                "groups": {
+                    group.name: [task.name for task in group.leaf_tasks()] for group in selection.groups
+                },
+                "requests": {k: v for k, v in stats.__dict__.items() if k != "latencies"},
+                "wall_seconds": wall_seconds,
             },
-            "groups": {group.name: [task.name for task in group.leaf_tasks()] for group in selection.groups},
-            "cost": {e.task.name: e.request_stats.cost(e.wall_seconds) for e in evaluations},
-            "requests": {k: v for k, v in stats.__dict__.items() if k != "latencies"},
-            "wall_seconds": wall_seconds,
-        }
-        run = RunRecord(
-            run_id=run_id,
-            created_at=datetime.now(UTC),
-            model=adapter.name,
-            model_fingerprint=adapter.fingerprint,
-            experiment=experiment,
-            step=step,
-            tasks=tuple(e.task.name for e in evaluations),
-            provenance=provenance,
-            status="completed",
         )
-        samples = [record for evaluation in evaluations for record in _sample_records(run_id, evaluation)]
-        result_store.write_run(run, score_records, samples)
-    return EvaluationReport(
-        run_id=run_id,
+    assembled = assemble_run(
         model=adapter.name,
-        scores=score_records,
+        model_fingerprint=adapter.fingerprint,
+        results=results,
+        aggregates=groups,
+        provenance=provenance,
+        experiment=experiment,
+        step=step,
+    )
+    if write:
+        result_store.write(assembled)
+    return EvaluationReport(
+        run_id=assembled.run.run_id,
+        model=adapter.name,
+        scores=assembled.scores,
         request_stats=stats,
         wall_seconds=wall_seconds,
         store=store_root if write else None,

@@ -47,7 +47,11 @@ def _command_run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         show_progress=not args.quiet,
         num_fewshot=args.num_fewshot,
+        system_instruction=args.system_instruction,
+        apply_chat_template=args.apply_chat_template,
+        fewshot_as_multiturn=args.fewshot_as_multiturn,
         generation_kwargs=parse_generation_kwargs(args.gen_kwargs),
+        tags=args.tag,
     )
     frame = report.to_frame()
     frame.insert(1, "model", report.model)
@@ -119,6 +123,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--num-fewshot", type=int, default=None, help="few-shot examples per prompt, for every task"
     )
     run.add_argument(
+        "--system-instruction", default=None, help="text placed before every task's description and examples"
+    )
+    run.add_argument(
+        "--apply-chat-template",
+        action="store_true",
+        help="build every task's prompts with the model's chat template (all output types, as lm-eval)",
+    )
+    run.add_argument(
+        "--fewshot-as-multiturn",
+        action="store_true",
+        help="with --apply-chat-template: few-shot examples as separate user/assistant turns",
+    )
+    run.add_argument(
         "--gen-kwargs",
         nargs="+",
         default=[],
@@ -131,6 +148,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     run.add_argument("--experiment", default=None)
     run.add_argument("--step", type=int, default=None)
+    run.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="tag the run (repeatable); select it with tag:NAME",
+    )
     run.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents per task")
     run.add_argument("--batch-size", default=None, help="N or auto")
     run.add_argument("--seed", type=int, default=0)

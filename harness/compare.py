@@ -15,7 +15,6 @@ The confidence interval of the difference is always the paired bootstrap percent
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -26,11 +25,13 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.metrics import Metric, bootstrap_replicates, metric_from_signature
 from harness.metrics.base import is_derived_metric
-from harness.store import ResultStore
+from harness.store import ResultStore, resolve_run
+from harness.store.statistics import statistic_keys, statistics_matrix
 
 __all__ = [
     "MetricComparison",
     "RunComparison",
+    "compare",
     "compare_runs",
     "compare_statistics",
     "mcnemar_p_value",
@@ -211,23 +212,15 @@ def compare_statistics(
 
 
 def _statistics(frame: pd.DataFrame, metric: Metric, run_id: str, task: str) -> np.ndarray:
-    """Rebuild the (n, k) statistics matrix, in `metric.statistic_names` order, from the JSON column."""
-    names = metric.statistic_names
-    keys = [metric.name] if len(names) == 1 else [f"{metric.name}/{name}" for name in names]
-    rows = []
-    for text in frame["statistics"]:
-        stored = json.loads(text)
-        if all(key in stored for key in keys):
-            rows.append([float(stored[key]) for key in keys])
-        elif metric.is_mean and metric.name in stored:
-            # A mean metric may be stored as its bare per-document value (the count is then 1).
-            rows.append([float(stored[metric.name]), *([1.0] * (len(names) - 1))])
-        else:
-            raise HarnessError(
-                f"run {run_id} task '{task}': samples lack the per-document statistics of "
-                f"'{metric.name}' ({', '.join(keys)}), so it cannot be compared"
-            )
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    """The (n, k) statistics matrix, in `metric.statistic_names` order, from the samples' statistics."""
+    matrix, found = statistics_matrix(frame["statistics"], metric)
+    if not found.all():
+        keys = statistic_keys(metric.name, metric.statistic_names)
+        raise HarnessError(
+            f"run {run_id} task '{task}': samples lack the per-document statistics of "
+            f"'{metric.name}' ({', '.join(keys)}), so it cannot be compared"
+        )
+    return matrix
 
 
 def _check_reproduced(metric: Metric, stats: np.ndarray, reported: float, run_id: str, task: str) -> None:
@@ -370,4 +363,37 @@ def compare_runs(
         only_candidate=tuple(sorted(set(cand_scores) - set(base_scores))),
         resamples=resamples,
         seed=seed,
+    )
+
+
+def compare(
+    store: ResultStore,
+    baseline: str,
+    candidate: str,
+    *,
+    tasks: Collection[str] | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    ignore_harness_version: bool = False,
+) -> RunComparison:
+    """`harness compare`: two runs named by selectors (`harness.store.resolve_run`), on every task and
+    metric they share, or on the baseline's metrics of `tasks` only."""
+    baseline_run, candidate_run = resolve_run(store, baseline), resolve_run(store, candidate)
+    pairs = None
+    if tasks:
+        wanted = set(tasks)
+        pairs = [key for key in _score_rows(store, baseline_run) if key[0] in wanted]
+        missing = wanted - {task for task, _ in pairs}
+        if missing:
+            raise HarnessError(f"the baseline run {baseline_run} has no task '{sorted(missing)[0]}'")
+    return compare_runs(
+        store,
+        baseline_run,
+        candidate_run,
+        pairs=pairs,
+        resamples=resamples,
+        seed=seed,
+        confidence=confidence,
+        ignore_harness_version=ignore_harness_version,
     )

@@ -18,31 +18,29 @@ gates.yaml::
 
 Task and metric may be glob patterns; when several rules match one task/metric the last one wins.
 
-Runs are chosen with selectors (`resolve_run`, shared with `harness compare`): a run id or a unique
-prefix, `latest`, `latest:EXPERIMENT`, `EXPERIMENT@STEP`, `best:EXPERIMENT:TASK/METRIC` and
-`tag:NAME`. Runs have no tag column, so a tag is an experiment name or an entry of a `tags` list in
-the run's provenance.
+Runs are chosen with the store's selectors (`harness.store.resolve_run`, shared with `harness compare`):
+a run id or a unique prefix, `latest`, `latest:EXPERIMENT`, `EXPERIMENT@STEP`,
+`best:EXPERIMENT:TASK/METRIC` and `tag:NAME` (runs tagged with `harness run --tag NAME`, or of
+experiment NAME).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import yaml
-
 from harness.compare import MetricComparison, RunComparison, compare_runs
 from harness.errors import HarnessError
+from harness.files import load_yaml_file
 from harness.metrics.base import is_derived_metric
-from harness.store import ResultStore
+from harness.store import SELECTOR_HELP, ResultStore, resolve_run
 
 __all__ = [
+    "SELECTOR_HELP",
     "GateCheck",
     "GateConfig",
     "GateResult",
@@ -61,10 +59,6 @@ EXIT_REGRESSION = 1
 _MARGIN_EPSILON = 1e-12
 _SETTINGS = ("max_drop", "max_relative_drop", "require_significance", "alpha", "min_samples")
 _RULE_KEYS = frozenset({"task", "metric", "name", *_SETTINGS})
-SELECTOR_HELP = (
-    "a run id (or a unique prefix), latest, latest:EXPERIMENT, EXPERIMENT@STEP, tag:NAME, "
-    "best:EXPERIMENT:TASK/METRIC"
-)
 
 
 @dataclass(frozen=True)
@@ -219,80 +213,7 @@ def parse_gate_config(raw: Any, source: str = "gate config", defaults: GateRule 
 
 
 def load_gate_config(path: str | Path, defaults: GateRule | None = None) -> GateConfig:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise HarnessError(f"cannot read gate config {path}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        detail = " ".join(str(error).split())
-        raise HarnessError(f"gate config {path} is not valid YAML: {detail}") from None
-    return parse_gate_config(raw, str(path), defaults)
-
-
-# -- run selection ----------------------------------------------------------------------------------
-
-
-def _newest(runs: pd.DataFrame, selector: str, store: ResultStore) -> str:
-    if runs.empty:
-        raise HarnessError(f"no run in {store.root} matches '{selector}'")
-    # runs() is sorted oldest first by (created_at, run_id).
-    return str(runs["run_id"].iloc[-1])
-
-
-def _has_tag(provenance: str, tag: str) -> bool:
-    try:
-        tags = json.loads(provenance).get("tags") or []
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(tags, list) and tag in tags
-
-
-def _best(store: ResultStore, runs: pd.DataFrame, selector: str, spec: str) -> str:
-    experiment, _, target = spec.rpartition(":")
-    task, _, metric = target.partition("/")
-    if not experiment or not task or not metric:
-        raise HarnessError(f"selector '{selector}' must look like best:EXPERIMENT:TASK/METRIC")
-    ids = set(runs.loc[runs["experiment"] == experiment, "run_id"])
-    scores = store.scores()
-    scores = scores[scores["run_id"].isin(ids) & (scores["task"] == task) & (scores["metric"] == metric)]
-    if scores.empty:
-        raise HarnessError(f"no run of experiment '{experiment}' has a score for {task}/{metric}")
-    higher = bool(scores["higher_is_better"].iloc[0])
-    # Stable sort on the value, oldest first, so ties go to the newest run.
-    ordered = scores.sort_values("value", ascending=higher, kind="stable")
-    return str(ordered["run_id"].iloc[-1])
-
-
-def resolve_run(store: ResultStore, selector: str) -> str:
-    """The run id a selector names; see SELECTOR_HELP. Run ids never contain ':' or '@'."""
-    runs = store.runs()
-    if selector in set(runs["run_id"]):
-        return selector
-    if selector == "latest":
-        return _newest(runs, selector, store)
-    kind, colon, rest = selector.partition(":")
-    if colon and kind == "latest":
-        return _newest(runs[runs["experiment"] == rest], selector, store)
-    if colon and kind == "tag":
-        tagged = runs["provenance"].map(lambda text: _has_tag(text, rest))
-        return _newest(runs[(runs["experiment"] == rest) | tagged], selector, store)
-    if colon and kind == "best":
-        return _best(store, runs, selector, rest)
-    if colon:
-        raise HarnessError(f"unknown run selector '{selector}'; use {SELECTOR_HELP}")
-    experiment, at, step = selector.rpartition("@")
-    if at:
-        if not step.isdigit():
-            raise HarnessError(f"selector '{selector}' must end in @STEP with a whole number")
-        chosen = runs[(runs["experiment"] == experiment) & (runs["step"] == int(step))]
-        return _newest(chosen, selector, store)
-    prefixed = [run_id for run_id in runs["run_id"] if str(run_id).startswith(selector)]
-    if len(prefixed) == 1:
-        return str(prefixed[0])
-    if len(prefixed) > 1:
-        raise HarnessError(f"run id prefix '{selector}' matches {len(prefixed)} runs; give more of it")
-    raise HarnessError(f"unknown run '{selector}' in {store.root} (select with {SELECTOR_HELP})")
+    return parse_gate_config(load_yaml_file(path, "gate config"), str(path), defaults)
 
 
 # -- evaluation -------------------------------------------------------------------------------------

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
-import secrets
 import sys
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
@@ -21,19 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli_support import parse_model_args
-from harness.compare import MetricComparison, compare_runs
+from harness.compare import MetricComparison, compare
 from harness.errors import HarnessError
-from harness.gate import (
-    SELECTOR_HELP,
-    GateCheck,
-    GateConfig,
-    GateResult,
-    GateRule,
-    load_gate_config,
-    resolve_run,
-    run_gate,
-)
-from harness.store import ResultStore, default_store_path
+from harness.files import atomic_write_text
+from harness.gate import GateCheck, GateConfig, GateResult, GateRule, load_gate_config, run_gate
+from harness.store import SELECTOR_HELP, ResultStore, default_store_path, normalise_tags
 
 __all__ = ["add_parser", "gate_json", "gate_junit", "gate_markdown", "gate_table"]
 
@@ -205,14 +195,6 @@ def gate_json(result: GateResult) -> dict[str, Any]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    # Temp file and rename: a CI step reading the report never sees half of it.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # -- commands ---------------------------------------------------------------------------------------
 
 
@@ -224,26 +206,18 @@ def _store(path: str | None) -> ResultStore:
 
 
 def _command_compare(args: argparse.Namespace) -> int:
-    store = _store(args.store)
-    baseline, candidate = resolve_run(store, args.baseline), resolve_run(store, args.candidate)
-    pairs = None
-    if args.tasks:
-        wanted = {task.strip() for task in args.tasks.split(",") if task.strip()}
-        scores = store.scores(baseline)
-        pairs = [(t, m) for t, m in zip(scores["task"], scores["metric"], strict=True) if t in wanted]
-        missing = wanted - {task for task, _ in pairs}
-        if missing:
-            raise HarnessError(f"the baseline run {baseline} has no task '{sorted(missing)[0]}'")
-    comparison = compare_runs(
-        store,
-        baseline,
-        candidate,
-        pairs=pairs,
+    tasks = [task.strip() for task in (args.tasks or "").split(",") if task.strip()]
+    comparison = compare(
+        _store(args.store),
+        args.baseline,
+        args.candidate,
+        tasks=tasks or None,
         resamples=args.resamples,
         seed=args.seed,
         confidence=args.confidence,
         ignore_harness_version=args.ignore_harness_version,
     )
+    baseline, candidate = comparison.baseline_run, comparison.candidate_run
     if args.format == "json":
         rows = [
             {**{k: _finite(v) if isinstance(v, float) else v for k, v in c.__dict__.items()}, "drop": c.drop}
@@ -288,11 +262,11 @@ def _command_gate(args: argparse.Namespace) -> int:
         ignore_harness_version=args.ignore_harness_version,
     )
     if args.markdown:
-        _write_text(Path(args.markdown), gate_markdown(result))
+        atomic_write_text(Path(args.markdown), gate_markdown(result))
     if args.junit:
-        _write_text(Path(args.junit), gate_junit(result))
+        atomic_write_text(Path(args.junit), gate_junit(result))
     if args.json:
-        _write_text(Path(args.json), json.dumps(gate_json(result), indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(gate_json(result), indent=2) + "\n")
     print(gate_table(result))
     return result.exit_code
 
@@ -311,6 +285,7 @@ def _command_watch(args: argparse.Namespace) -> int:
         include_paths=tuple(Path(p) for p in args.include_path),
         store=Path(args.store) if args.store else None,
         experiment=args.experiment,
+        tags=normalise_tags(args.tag),
         limit=args.limit,
         seed=args.seed,
         poll_seconds=args.poll_seconds,
@@ -377,6 +352,9 @@ def add_parser(commands: Any) -> None:
     watch.add_argument("--include-path", action="append", default=[], help="folder of task YAML files")
     watch.add_argument("--store", default=None, help=store_help)
     watch.add_argument("--experiment", default=None, help="experiment name (default: the folder's name)")
+    watch.add_argument(
+        "--tag", action="append", default=[], metavar="NAME", help="tag every run (repeatable)"
+    )
     watch.add_argument("--limit", type=int, default=None)
     watch.add_argument("--seed", type=int, default=0)
     watch.add_argument("--poll-seconds", type=float, default=30.0)

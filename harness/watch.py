@@ -47,6 +47,7 @@ class WatchSettings:
     include_paths: tuple[Path, ...] = ()
     store: Path | None = None
     experiment: str | None = None  # None: the watched folder's name
+    tags: tuple[str, ...] = ()  # stored with every run
     limit: int | None = None
     seed: int = 0
     bootstrap_resamples: int = 1000
@@ -147,17 +148,13 @@ class _Watcher:
         self.outcomes: list[CheckpointOutcome] = []
 
     def already_evaluated(self, fingerprint: str) -> str | None:
-        runs = ResultStore(self.store_root).runs()
-        candidates = runs[(runs["model_fingerprint"] == fingerprint) & (runs["status"] == "completed")]
-        for row in candidates.to_dict("records"):
-            if (row["experiment"] or None) != self.experiment:
+        for run in ResultStore(self.store_root).run_records():
+            if run.model_fingerprint != fingerprint or run.status != "completed":
                 continue
-            try:
-                limit = json.loads(str(row["provenance"])).get("limit")
-            except ValueError:
+            if (run.experiment or None) != self.experiment:
                 continue
-            if limit == self.settings.limit and self.task_names <= {str(t) for t in row["tasks"]}:
-                return str(row["run_id"])
+            if run.provenance.settings.limit == self.settings.limit and self.task_names <= set(run.tasks):
+                return run.run_id
         return None
 
     def ready(self, now: float) -> list[Path]:
@@ -199,6 +196,7 @@ class _Watcher:
                 seed=self.settings.seed,
                 bootstrap_resamples=self.settings.bootstrap_resamples,
                 show_progress=False,
+                tags=self.settings.tags,
             )
         except Exception as error:  # one bad checkpoint must not stop a long-running watcher
             message = str(error).splitlines()[0] if str(error) else type(error).__name__

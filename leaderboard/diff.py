@@ -1,26 +1,24 @@
 """Two runs side by side: per-task differences with intervals, and the documents they disagree on.
 
-The differences come from `harness.compare` when it is installed: a paired comparison on the
-documents both runs scored (McNemar or a paired bootstrap), for every registered metric. It is
-imported lazily so that the leaderboard works without it. When it is missing, or refuses the runs
-(different task versions, samples that do not reproduce the score), and for derived scores that
-have no per-document statistics (per-group values, parity gaps), the differences are computed here
-from the stored scores, with an unpaired normal interval, sqrt(se_a² + se_b²): wider than a paired
-one, because it ignores that both runs answered the same documents. The `test` column says which
-each row got, and `TaskDifferences.note` why any row is unpaired.
+The differences come from `harness.compare`: a paired comparison on the documents both runs scored
+(McNemar or a paired bootstrap), for every registered metric. Where it refuses the runs (different
+task versions, samples that do not reproduce the score), and for derived scores that have no
+per-document statistics (per-group values, parity gaps), the differences are computed here from the
+stored scores, with an unpaired normal interval, sqrt(se_a² + se_b²): wider than a paired one,
+because it ignores that both runs answered the same documents. The `test` column says which each row
+got, and `TaskDifferences.note` why any row is unpaired.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.compare import compare_runs
 from harness.errors import HarnessError
 from harness.leaderboard.sample_metrics import known_metric, per_sample_values, signature_of
 from harness.leaderboard.samples_view import output_text
@@ -108,8 +106,7 @@ def unpaired_differences(
 def _paired(
     root: str, baseline: str, candidate: str, pairs: list[tuple[str, str]], confidence: float
 ) -> pd.DataFrame:
-    compare: Any = importlib.import_module("harness.compare")
-    result = compare.compare_runs(ResultStore(root), baseline, candidate, pairs=pairs, confidence=confidence)
+    result = compare_runs(ResultStore(root), baseline, candidate, pairs=pairs, confidence=confidence)
     frame = result.to_frame()
     if frame.empty:
         return pd.DataFrame(columns=list(DIFFERENCE_COLUMNS))
@@ -141,9 +138,6 @@ def task_differences(
         return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)
     try:
         paired = _paired(root, baseline, candidate, pairable, confidence)
-    except (ImportError, AttributeError):
-        note = "The paired comparison module (harness.compare) is not available in this installation."
-        return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)
     except HarnessError as error:
         note = f"The paired comparison refused these runs: {error}"
         return TaskDifferences(table=unpaired, method=UNPAIRED, note=note)

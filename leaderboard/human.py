@@ -11,20 +11,19 @@ logged-in user's e-mail is the rater name instead and nothing is typed.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
-from harness.leaderboard.data import list_store, load_store
 from harness.leaderboard.ui import STORE_KEY, configured_store, run_label, store_data
 from harness.ratings import (
     Campaign,
     RatingsDB,
     RatingsError,
+    ServedItem,
     bradley_terry,
     export_campaign,
     human_scores,
@@ -33,7 +32,8 @@ from harness.ratings import (
     read_ratings,
 )
 from harness.ratings.analysis import comparisons
-from harness.ratings.records import Mode
+from harness.ratings.records import Mode, SubmitResult
+from harness.store import list_store, load_store, part_entries
 
 __all__ = [
     "HUMAN_PREFIX",
@@ -43,6 +43,7 @@ __all__ = [
     "configured_passcode",
     "export_quietly",
     "flash",
+    "form_buttons",
     "human_by_run",
     "human_column_config",
     "pick_campaign",
@@ -53,6 +54,7 @@ __all__ = [
     "sign_in",
     "skip_item",
     "store_root",
+    "submit_answers",
     "with_human_columns",
 ]
 
@@ -180,6 +182,57 @@ def skip_item(db: RatingsDB, campaign: Campaign, rater: str, item_id: str, noun:
         flash("error", str(error))
         return
     flash("success", f"Skipped; you will not see that {noun} again.")
+
+
+def submit_answers(
+    db: RatingsDB,
+    campaign: Campaign,
+    rater: str,
+    served: ServedItem,
+    prefix: str,
+    answers: Mapping[str, object],
+) -> SubmitResult | None:
+    """A rating form's submit callback: record the answers with the form's comment and export the
+    campaign; None after flashing why nothing was written (the form keeps its answers for another try)."""
+    try:
+        result = db.submit(
+            campaign.campaign_id,
+            rater,
+            served.item.item_id,
+            answers,
+            display_order=served.display_order,
+            comment=str(st.session_state.get(f"{prefix}:comment") or ""),
+        )
+    except RatingsError as error:
+        flash("error", str(error))
+        return None
+    export_quietly(db, campaign.campaign_id)
+    return result
+
+
+def form_buttons(
+    db: RatingsDB,
+    campaign: Campaign,
+    rater: str,
+    served: ServedItem,
+    prefix: str,
+    *,
+    submit_label: str,
+    on_submit: Callable[[RatingsDB, Campaign, str, ServedItem, str], None],
+    noun: str,
+) -> None:
+    """The end of a rating form: an optional comment, the submit button and a skip button.
+
+    Both act in their callbacks, bound to the item the form showed, so a rerun (or another tab) can
+    change what the page shows next, never what was answered."""
+    st.text_area("Comment (optional)", key=f"{prefix}:comment", max_chars=5000)
+    submit_column, skip_column = st.columns([1, 5])
+    submit_column.form_submit_button(
+        submit_label, type="primary", on_click=on_submit, args=(db, campaign, rater, served, prefix)
+    )
+    skip_column.form_submit_button(
+        f"Skip this {noun}", on_click=skip_item, args=(db, campaign, rater, served.item.item_id, noun)
+    )
 
 
 def flash(kind: str, text: str) -> None:
@@ -311,12 +364,7 @@ def _human_by_run(root: str, stamp: tuple[tuple[str, int, int], ...]) -> pd.Data
 
 def cached_human_by_run(root: str) -> pd.DataFrame:
     """`human_by_run` over the store's exported ratings, recomputed only when an export changes."""
-    directory = Path(root) / "ratings"
-    try:
-        stats = [(part.name, part.stat()) for part in sorted(directory.glob("part-*.parquet"))]
-    except OSError:  # a part replaced while listing: the next rerun sees the new one
-        stats = []
-    stamp = tuple((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)
+    stamp = tuple((name, size, mtime) for _, name, size, mtime in sorted(part_entries(root, "ratings")))
     if not stamp:
         return pd.DataFrame(columns=["run_id", "column", "value", "ci_low", "ci_high"])
     try:

@@ -1,16 +1,15 @@
 """Per-document metric values and subset scores, rebuilt from the samples' stored statistics.
 
 Samples store each metric's additive statistics as JSON (`{"acc/correct": 1.0, "acc/count": 1.0}`,
-or a bare `{"acc": 1.0}`). Since a corpus value is a function of summed statistics, the same
-aggregate gives one document's value (its own row) and any subset's value (a group's sum), and
-`metrics.score` gives that subset the same kind of interval the stored scores carry.
+or a bare `{"acc": 1.0}`), read here through the store's codec (`harness.store.statistics`). Since a
+corpus value is a function of summed statistics, the same aggregate gives one document's value (its
+own row) and any subset's value (a group's sum), and `metrics.score` gives that subset the same kind
+of interval the stored scores carry.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -21,6 +20,8 @@ from harness.errors import HarnessError
 from harness.metrics import Metric, get_metric, metric_from_signature
 from harness.metrics import score as score_statistics
 from harness.metrics.base import is_derived_metric
+from harness.store.statistics import bare_values, decode_statistics, statistics_matrix
+from harness.store.statistics import metric_names as stored_metric_names
 
 __all__ = [
     "SubsetScore",
@@ -32,24 +33,9 @@ __all__ = [
 ]
 
 
-def _parse(texts: Iterable[object]) -> list[dict[str, float]]:
-    parsed: list[dict[str, float]] = []
-    for text in texts:
-        try:
-            value = json.loads(str(text)) if isinstance(text, str) else {}
-        except ValueError:
-            value = {}
-        parsed.append(value if isinstance(value, dict) else {})
-    return parsed
-
-
 def metric_names(statistics: pd.Series) -> list[str]:
     """Metric names present in a statistics column, in first-seen order."""
-    seen: dict[str, None] = {}
-    for row in _parse(statistics.head(50)):
-        for key in row:
-            seen.setdefault(key.split("/", 1)[0], None)
-    return list(seen)
+    return stored_metric_names(statistics.head(50))
 
 
 def signature_of(scores: pd.DataFrame, run_id: str, task: str, metric: str) -> str | None:
@@ -81,20 +67,11 @@ def statistics_for(
 
     Rows that lack them are NaN. Without a registered metric, a bare per-document value is (n, 1).
     """
-    rows = _parse(statistics)
+    rows = [decode_statistics(text) for text in statistics]
     metric = known_metric(name, signature)
     if metric is None:
-        values = [row.get(name, math.nan) for row in rows]
-        return np.asarray(values, dtype=np.float64).reshape(len(rows), 1), None
-    stat_names = metric.statistic_names
-    keys = [name] if len(stat_names) == 1 else [f"{name}/{stat}" for stat in stat_names]
-    matrix = np.full((len(rows), len(stat_names)), np.nan)
-    for index, row in enumerate(rows):
-        if all(key in row for key in keys):
-            matrix[index] = [float(row[key]) for key in keys]
-        elif metric.is_mean and name in row:
-            # A mean metric may be stored as its bare per-document value; its count is then 1.
-            matrix[index] = [float(row[name]), *([1.0] * (len(stat_names) - 1))]
+        return bare_values(rows, name), None
+    matrix, _ = statistics_matrix(rows, metric)
     return matrix, metric
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from harness.metrics import get_metric, score
-from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
+from harness.store import Document, ResultStore, RunSettings, TaskResults, assemble_run, record_provenance
+from harness.store.statistics import encode_statistics
 
 __all__ = ["generate_store", "task_names"]
 
@@ -27,7 +29,6 @@ _KINDS = (
     ("generate_until", ("exact_match",)),
     ("loglikelihood_rolling", ("word_perplexity",)),
 )
-_STAT_NAMES = {"acc": "correct", "acc_norm": "correct", "exact_match": "match"}
 _START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -75,16 +76,6 @@ def _run_statistics(
     return stats, [None] * n, logprobs
 
 
-def _statistics_json(stats: dict[str, np.ndarray], index: int) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for name, matrix in stats.items():
-        first = _STAT_NAMES.get(name, "logprob")
-        second = "words" if name == "word_perplexity" else "count"
-        result[f"{name}/{first}"] = float(matrix[index, 0])
-        result[f"{name}/{second}"] = float(matrix[index, 1])
-    return result
-
-
 def generate_store(
     root: str | Path,
     *,
@@ -101,60 +92,49 @@ def generate_store(
     rng = np.random.default_rng(seed)
     names = task_names(tasks)
     documents = {task: _task_documents(rng, task, samples, groups) for task in names}
+    environment = record_provenance(settings=RunSettings(seed=seed), model={"adapter": "synthetic"})
     run_ids = []
     for index in range(runs):
         experiment = index % experiments
         step = (index // experiments + 1) * 500
         skill = 0.3 * experiment - 0.5 + 0.35 * math.log1p(step / 500) + rng.normal(0, 0.05)
         run_id = f"synth-{index:04d}-e{experiment}-s{step}"
-        score_records: list[ScoreRecord] = []
-        sample_records: list[SampleRecord] = []
+        results: list[TaskResults] = []
         for task_index, task in enumerate(names):
             kind, metric_names = _KINDS[task_index % len(_KINDS)]
             docs = documents[task]
             stats, predictions, logprobs = _run_statistics(rng, kind, docs, skill)
-            for name in metric_names:
-                metric = get_metric(name)
-                result = score(metric, stats[name], bootstrap_resamples=bootstrap_resamples, seed=0)
-                score_records.append(
-                    ScoreRecord(
-                        run_id=run_id,
-                        task=task,
-                        task_version="1.0",
-                        metric=name,
-                        value=result.value,
-                        stderr=result.stderr,
-                        ci_low=result.ci_low,
-                        ci_high=result.ci_high,
-                        n=result.n,
-                        higher_is_better=result.higher_is_better,
-                        signature=result.signature,
-                    )
-                )
-            sample_records.extend(
-                SampleRecord(
-                    run_id=run_id,
-                    task=task,
+            metrics = [get_metric(name) for name in metric_names]
+            scores = [
+                score(metric, stats[metric.name], bootstrap_resamples=bootstrap_resamples, seed=0)
+                for metric in metrics
+            ]
+            statistics = encode_statistics(metrics, [stats[metric.name] for metric in metrics], samples)
+            docs_of_run = [
+                Document(
                     doc_id=doc,
                     prompt=docs["prompt"][doc],
                     target=docs["target"][doc],
                     prediction=predictions[doc],
-                    choice_logprobs=None if logprobs[doc] is None else tuple(logprobs[doc] or ()),
-                    statistics=_statistics_json(stats, doc),
+                    choice_logprobs=logprobs[doc],
+                    statistics=statistics[doc],
                     group=docs["group"][doc],
                 )
                 for doc in range(samples)
+            ]
+            results.append(TaskResults(task, "1.0", scores, docs_of_run))
+        provenance = replace(environment, details={"skill": round(skill, 4)})
+        store.write(
+            assemble_run(
+                model=f"synth-model-{experiment}",
+                model_fingerprint=f"{experiment:064x}",
+                results=results,
+                provenance=provenance,
+                experiment=f"experiment-{experiment}",
+                step=step,
+                run_id=run_id,
+                created_at=_START + timedelta(hours=index),
             )
-        run = RunRecord(
-            run_id=run_id,
-            created_at=_START + timedelta(hours=index),
-            model=f"synth-model-{experiment}",
-            model_fingerprint=f"{experiment:064x}",
-            experiment=f"experiment-{experiment}",
-            step=step,
-            tasks=tuple(names),
-            provenance={"adapter": "synthetic", "seed": seed, "skill": round(skill, 4)},
         )
-        store.write_run(run, score_records, sample_records)
         run_ids.append(run_id)
     return run_ids

@@ -15,17 +15,17 @@ import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
-from harness.leaderboard.data import (
+from harness.leaderboard.diff import TaskDifferences, task_differences
+from harness.leaderboard.ranking import Leaderboard, LeaderboardFilters, build_leaderboard
+from harness.store import (
     StoreData,
     StoreListing,
+    default_store_path,
     list_store,
     load_samples,
     load_store,
     sample_counts,
 )
-from harness.leaderboard.diff import TaskDifferences, task_differences
-from harness.leaderboard.ranking import Leaderboard, LeaderboardFilters, build_leaderboard
-from harness.store import default_store_path
 
 __all__ = [
     "STORE_KEY",
@@ -115,11 +115,6 @@ def cached_leaderboard(
     return _cached_leaderboard(data.key, metric, rows, filters, rank_by, data.scores)
 
 
-def _samples_stamp(listing: StoreListing, run_id: str) -> tuple[object, ...]:
-    name = f"part-{run_id}.parquet"
-    return tuple(entry for entry in listing.parts if entry[1] == name and entry[0] in ("runs", "samples"))
-
-
 @st.cache_data(show_spinner="Reading samples…", max_entries=_SAMPLE_CACHE_ENTRIES)
 def _cached_samples(root: str, run_id: str, task: str | None, stamp: tuple[object, ...]) -> pd.DataFrame:
     del stamp  # only part of the cache key: a rewritten part file must be read again
@@ -129,7 +124,7 @@ def _cached_samples(root: str, run_id: str, task: str | None, stamp: tuple[objec
 def cached_samples(data: StoreData, run_id: str, task: str | None = None) -> pd.DataFrame | None:
     """A run's samples, or None after a warning when they cannot be read."""
     try:
-        return _cached_samples(data.root, run_id, task, _samples_stamp(current_listing(), run_id))
+        return _cached_samples(data.root, run_id, task, current_listing().run_stamp(run_id))
     except HarnessError as error:
         st.warning(str(error))
         return None
@@ -143,7 +138,7 @@ def _cached_counts(root: str, run_id: str, stamp: tuple[object, ...]) -> pd.Data
 
 def cached_counts(data: StoreData, run_id: str) -> pd.DataFrame | None:
     try:
-        return _cached_counts(data.root, run_id, _samples_stamp(current_listing(), run_id))
+        return _cached_counts(data.root, run_id, current_listing().run_stamp(run_id))
     except HarnessError as error:
         st.warning(str(error))
         return None
@@ -159,7 +154,7 @@ def _cached_differences(
 
 def cached_differences(data: StoreData, baseline: str, candidate: str) -> TaskDifferences:
     listing = current_listing()
-    stamp = (_samples_stamp(listing, baseline), _samples_stamp(listing, candidate))
+    stamp = (listing.run_stamp(baseline), listing.run_stamp(candidate))
     scores = data.scores[data.scores["run_id"].isin((baseline, candidate))]
     return _cached_differences(data.root, baseline, candidate, stamp, scores)
 

@@ -118,15 +118,6 @@ class CorpusScores:
     scores: tuple[Score, ...]  # one per metric, then per-class rows such as `f1[label]`
     per_class: pd.DataFrame | None  # label, precision, recall, f1, support
 
-    def sample_statistics(self, index: int) -> dict[str, float]:
-        """Document `index`'s statistics keyed as the samples table stores them (`metric/statistic`)."""
-        found: dict[str, float] = {}
-        for metric, matrix in zip(self.metrics, self.statistics, strict=True):
-            names = metric.statistic_names
-            for stat_name, value in zip(names, matrix[index], strict=True):
-                found[metric.name if len(names) == 1 else f"{metric.name}/{stat_name}"] = float(value)
-        return found
-
 
 def _outcomes(
     predictions: Sequence[str],

@@ -2,17 +2,24 @@
 
 A string that names a document field reads that field; any other string is a Jinja template. Template
 results that look like digits (with choices) or like a Python list are turned into values, as lm-eval does.
+
+Templates are data, not code: they render in Jinja's immutable sandbox (no attribute starting with an
+underscore, no mutation of the document), and every render has a budget of loop steps, so a template can
+neither run a command nor loop for hours. (Python hooks, `!function`, are code and are trusted as code.)
 """
 
 from __future__ import annotations
 
 import ast
+import contextvars
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from harness.errors import HarnessError
 
@@ -21,10 +28,48 @@ def _regex_replace(string: str, pattern: str, repl: str, count: int = 0) -> str:
     return re.sub(pattern, repl, string, count=count)
 
 
-_ENVIRONMENT = jinja2.Environment(
+# Loop steps one render may take over `range` (the only way a template can loop beyond its data).
+MAX_LOOP_STEPS = 1_000_000
+_steps_left: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "template_steps_left", default=MAX_LOOP_STEPS
+)
+
+
+def _budgeted_range(*args: int) -> range:
+    steps = len(range(*args))
+    left = _steps_left.get() - steps
+    if left < 0:
+        raise SecurityError(f"template loops more than {MAX_LOOP_STEPS:,} steps")
+    _steps_left.set(left)
+    return range(*args)
+
+
+# The largest string or list a template may build by repetition, and the largest power it may raise to.
+MAX_REPEAT = 1_000_000
+MAX_EXPONENT = 1_000
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on `*` and `**`, which could otherwise fill memory or hang."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                repeats = isinstance(sequence, str | list | tuple) and isinstance(count, int)
+                if repeats and len(sequence) * count > MAX_REPEAT:
+                    raise SecurityError(f"repetition longer than {MAX_REPEAT:,} items")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENVIRONMENT = _BoundedSandbox(
     loader=jinja2.BaseLoader(), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
 )
 _ENVIRONMENT.filters["regex_replace"] = _regex_replace
+_ENVIRONMENT.globals["range"] = _budgeted_range
 
 
 @lru_cache(maxsize=512)
@@ -36,10 +81,22 @@ def _compiled(template: str) -> jinja2.Template:
 
 
 def render(template: str, doc: Mapping[str, Any]) -> str:
+    compiled = _compiled(template)
+    budget = _steps_left.set(MAX_LOOP_STEPS)
     try:
-        return _compiled(template).render(**doc)
+        return compiled.render(**doc)
     except jinja2.UndefinedError as error:
         raise HarnessError(f"template {template!r} uses a missing field: {error.message}") from None
+    except SecurityError as error:
+        raise HarnessError(f"template {_shorten(template)} refused: {error}") from None
+    except (TypeError, ValueError, ArithmeticError, OverflowError) as error:
+        raise HarnessError(f"template {_shorten(template)} failed: {type(error).__name__}: {error}") from None
+    finally:
+        _steps_left.reset(budget)
+
+
+def _shorten(template: str) -> str:
+    return repr(template if len(template) <= 80 else template[:77] + "...")
 
 
 def doc_to_text(template: Any, doc: Mapping[str, Any], has_choices: bool) -> Any:

@@ -324,3 +324,37 @@ def test_gate_on_runs_with_fairness_rows_judges_task_metrics_only(tmp_path: Path
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "group/" not in result.stdout
+
+
+def test_gate_selects_the_baseline_by_a_tag_given_to_harness_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README's CI flow: `harness run --tag baseline` on main, then `harness gate --baseline tag:baseline`."""
+    store = str(tmp_path / "store")
+    common = ["--model", "mock:0", "--tasks", "harness_reading_mc", "--limit", "20", "--store", store]
+    assert (
+        main(["run", *common, "--experiment", "main", "--tag", "baseline", "--tag", "nightly", "--quiet"])
+        == 0
+    )
+    assert main(["run", *common, "--experiment", "main", "--quiet"]) == 0  # newer, untagged
+    assert main(["run", *common, "--experiment", "pr-42", "--quiet"]) == 0
+    runs = ResultStore(store).run_records()
+    assert [run.tags for run in runs] == [("baseline", "nightly"), (), ()]
+    assert json.loads(ResultStore(store).runs()["provenance"].iloc[0])["tags"] == ["baseline", "nightly"]
+    assert resolve_run(ResultStore(store), "tag:baseline") == runs[0].run_id
+    assert resolve_run(ResultStore(store), "tag:nightly") == runs[0].run_id
+    assert resolve_run(ResultStore(store), "tag:pr-42") == runs[2].run_id  # experiments still count as tags
+    capsys.readouterr()
+    json_path = tmp_path / "gate.json"
+    code = main(
+        ["gate", "--store", store, "--baseline", "tag:baseline", "--candidate", "latest:pr-42",
+         "--json", str(json_path)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(json_path.read_text())
+    assert report["baseline"] == {"selector": "tag:baseline", "run_id": runs[0].run_id}
+    assert report["candidate"]["run_id"] == runs[2].run_id
+    assert main(["gate", "--store", store, "--baseline", "tag:nope", "--candidate", "latest"]) == 2
+    assert "no run" in capsys.readouterr().err
+    assert main(["run", *common, "--tag", " ", "--quiet"]) == 2
+    assert "non-empty name" in capsys.readouterr().err and len(ResultStore(store).runs()) == 3

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from harness.cli import build_parser
 from harness.errors import HarnessError
-from harness.leaderboard.data import list_store, load_samples, load_store, sample_counts
 from harness.leaderboard.diff import (
     PAIRED,
     UNPAIRED,
@@ -41,7 +41,17 @@ from harness.leaderboard.samples_view import SampleFilters, filter_samples, is_b
 from harness.leaderboard.synthetic import generate_store, task_names
 from harness.leaderboard.trends import trend_frame
 from harness.leaderboard_command import streamlit_command
-from harness.store import MARKER_NAME, ResultStore, RunRecord, SampleRecord, ScoreRecord
+from harness.store import (
+    MARKER_NAME,
+    ResultStore,
+    RunRecord,
+    SampleRecord,
+    ScoreRecord,
+    list_store,
+    load_samples,
+    load_store,
+    sample_counts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -315,27 +325,30 @@ def test_unpaired_differences_and_verdicts(tmp_path: Path) -> None:
     assert verdicts(flipped).tolist() == ["candidate better", "candidate better"]
 
 
-def test_task_differences_paired_or_fallback(synthetic_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_differences_paired_or_fallback(synthetic_store: Path, tmp_path: Path) -> None:
     data = load_store(list_store(synthetic_store))
     first, last = data.runs["run_id"].iloc[0], data.runs["run_id"].iloc[-1]
     result = task_differences(str(synthetic_store), data.scores, first, last)
-    try:
-        import harness.compare  # noqa: F401
-    except ImportError:
-        assert result.method == UNPAIRED
-    else:
-        assert result.method == PAIRED, result.note
+    assert result.method == PAIRED, result.note
     assert len(result.table) == 4
     assert (result.table["ci_low"] <= result.table["difference"]).all()
-    monkeypatch.setitem(sys.modules, "harness.compare", None)  # as if the module were not installed
-    fallback = task_differences(str(synthetic_store), data.scores, first, last)
-    assert fallback.method == UNPAIRED and fallback.note and "not available" in fallback.note
+    # Runs that harness.compare refuses (here: another task version) are compared unpaired, and say why.
+    refused = tmp_path / "store"
+    shutil.copytree(synthetic_store, refused)
+    part = refused / "scores" / f"part-{last}.parquet"
+    table = pq.read_table(part)
+    versions = pa.array(["2.0"] * table.num_rows, type=pa.string())
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("task_version"), "task_version", versions), part
+    )
+    changed = load_store(list_store(refused))
+    fallback = task_differences(str(refused), changed.scores, first, last)
+    assert fallback.method == UNPAIRED and fallback.note and "refused" in fallback.note
     merged = fallback.table.merge(result.table, on=["task", "metric"], suffixes=("", "_paired"))
     np.testing.assert_allclose(merged["difference"], merged["difference_paired"], atol=1e-12)
 
 
 def test_derived_scores_are_compared_unpaired_next_to_paired_ones(synthetic_store: Path) -> None:
-    pytest.importorskip("harness.compare")
     data = load_store(list_store(synthetic_store))
     first, last = data.runs["run_id"].iloc[0], data.runs["run_id"].iloc[-1]
     base = data.scores[data.scores["run_id"] == first].iloc[[0]]

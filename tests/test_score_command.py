@@ -331,3 +331,33 @@ def test_group_field_adds_fairness_rows_equal_to_fairlearn(
     assert {"group/f1/a", "group/f1/b", "group/f1/c"} <= set(rows)
     expected = demographic_parity_difference(labels, predictions, sensitive_features=groups)
     assert rows["fairness/demographic_parity_difference"]["value"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_python_score_does_what_the_command_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import harness
+
+    assert "score" in harness.__all__ and "ScoreReport" in harness.__all__
+    data = _write_jsonl(tmp_path / "outputs.jsonl", ROWS)
+    code, out, err = _run(
+        capsys,
+        "score", "--predictions", str(data), "--metrics", "bleu,chrf", "--metric-args", "bleu.tokenize=intl",
+        "--store", str(tmp_path / "cli"), "--tag", "nightly", "--format", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    report = harness.score(
+        data,
+        ["bleu", "chrf"],
+        metric_args={"bleu": {"tokenize": "intl"}},
+        store=tmp_path / "api",
+        tags=["nightly"],
+    )
+    assert (report.model, report.task, report.predictions, report.metrics) == ("outputs", "outputs", 5, 2)
+    from_cli = {row["metric"]: row["value"] for row in json.loads(out)}
+    assert report.to_frame().set_index("metric")["value"].to_dict() == pytest.approx(from_cli, abs=1e-12)
+    for root in (tmp_path / "cli", tmp_path / "api"):
+        (run,) = harness.ResultStore(root).run_records()
+        assert run.tags == ("nightly",) and run.provenance.details["source"] == "harness score"
+        assert run.provenance.versions.libraries["sacrebleu"] == sacrebleu.__version__
+    assert report.store == tmp_path / "api" and report.run_id == run.run_id
+    dry = harness.score(data, "bleu", store=tmp_path / "none", write=False)
+    assert dry.store is None and not (tmp_path / "none").exists()

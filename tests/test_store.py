@@ -7,19 +7,42 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from harness.errors import HarnessError
+from harness.metrics import get_metric
+from harness.metrics.base import Score
 from harness.store import (
     SCHEMA_VERSION,
+    Document,
+    Provenance,
     ResultStore,
     RunRecord,
+    RunSettings,
     SampleRecord,
     ScoreRecord,
+    TaskResults,
+    Versions,
+    assemble_run,
     default_store_path,
+    list_store,
+    load_samples,
+    load_store,
     new_run_id,
+    normalise_tags,
+    resolve_run,
+)
+from harness.store.statistics import (
+    decode_statistics,
+    encode_statistics,
+    metric_names,
+    metric_of_key,
+    statistic_keys,
+    statistics_matrix,
 )
 
 T0 = datetime(2026, 11, 21, 13, 25, 1, tzinfo=UTC)
@@ -317,3 +340,159 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert len(runs) == 40 and runs["run_id"].is_unique
     scores = store.scores()
     assert len(scores) == 80 and set(scores["run_id"]) == set(runs["run_id"])
+
+
+# -- typed provenance, the statistics codec, run assembly, and parts written by older versions ------
+
+
+def test_provenance_is_typed_and_stored_flat(tmp_path: Path) -> None:
+    provenance = Provenance(
+        versions=Versions(harness="0.1.0", python="3.11.9", libraries={"sacrebleu": "2.6.0"}),
+        settings=RunSettings(seed=3, limit=20, bootstrap_resamples=100),
+        model={"adapter": "mock", "dtype": "none", "seed": 99},
+        host="box",
+        tags=("baseline",),
+        cost={"qa": {"wall_seconds": 1.5}},
+        details={"argv": ["harness", "run"]},
+    )
+    flat = provenance.to_dict()
+    assert flat == {
+        "adapter": "mock",
+        "dtype": "none",
+        "seed": 3,  # the run's seed wins over the adapter's own
+        "harness": "0.1.0",
+        "python": "3.11.9",
+        "libraries": {"sacrebleu": "2.6.0"},
+        "limit": 20,
+        "bootstrap_resamples": 100,
+        "host": "box",
+        "tags": ["baseline"],
+        "cost": {"qa": {"wall_seconds": 1.5}},
+        "argv": ["harness", "run"],
+    }
+    read = Provenance.from_dict(flat)
+    assert read.settings == RunSettings(3, 20, 100) and read.tags == ("baseline",)
+    assert read.versions.harness == "0.1.0" and read.model == {"adapter": "mock", "dtype": "none"}
+    assert read.to_dict() == flat
+    store = ResultStore(tmp_path / "store")
+    run = RunRecord("r1", T0, "m", "fp", "exp", 5, ("qa",), provenance)
+    store.write_run(run, [], [])
+    assert json.loads(store.runs()["provenance"][0]) == flat
+    (record,) = store.run_records()
+    assert record.provenance == read and record.tags == ("baseline",)
+    assert (record.run_id, record.created_at, record.experiment, record.step, record.tasks) == (
+        "r1",
+        T0,
+        "exp",
+        5,
+        ("qa",),
+    )
+
+
+def test_provenance_of_any_json_reads_without_losing_anything() -> None:
+    legacy = {"limit": None, "seed": 0, "git_revision": None, "tags": "not-a-list", "batch_size": 8, "x": [1]}
+    read = Provenance.from_dict(legacy)
+    assert read.settings.limit is None and read.settings.seed == 0 and read.tags == ()
+    assert read.details == {"tags": "not-a-list", "x": [1]} and read.model == {"batch_size": 8}
+    assert Provenance.from_json("not json") == Provenance()
+    assert Provenance.from_json("[1, 2]") == Provenance()
+
+
+def test_statistics_codec_has_one_key_format() -> None:
+    assert statistic_keys("acc", ("correct", "count")) == ("acc/correct", "acc/count")
+    assert statistic_keys("token_perplexity", ("logprob",)) == ("token_perplexity",)
+    assert metric_of_key("acc/correct") == "acc" and metric_of_key("acc") == "acc"
+    assert metric_of_key("evaluate:org/metric/value") == "evaluate:org/metric"
+    acc, ppl = get_metric("acc"), get_metric("word_perplexity")
+    matrices = [np.array([[1.0, 1.0], [0.0, 1.0]]), np.array([[-10.0, 4.0], [-6.0, 3.0]])]
+    encoded = encode_statistics([acc, ppl], matrices, 2)
+    assert encoded[0] == {"acc/correct": 1.0, "acc/count": 1.0, "word_perplexity/logprob": -10.0,
+                          "word_perplexity/words": 4.0}  # fmt: skip
+    texts = [json.dumps(row) for row in encoded] + ['{"acc": 1.0}', "{}", "garbage"]
+    assert metric_names(texts) == ["acc", "word_perplexity"]
+    matrix, found = statistics_matrix(texts, acc)
+    np.testing.assert_array_equal(matrix[:3], [[1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])  # bare mean: count 1
+    assert found.tolist() == [True, True, True, False, False] and np.isnan(matrix[3:]).all()
+    _, found = statistics_matrix(texts, ppl)
+    assert found.tolist() == [True, True, False, False, False]
+    assert decode_statistics("garbage") == {} and decode_statistics(None) == {}
+    with pytest.raises(ValueError, match="3 documents"):
+        encode_statistics([acc], [np.ones((2, 2))], 3)
+
+
+def test_assemble_run_puts_a_run_together() -> None:
+    score = Score("acc", 0.5, 0.1, 0.3, 0.7, 2, True, "acc|harness:test")
+    documents = [
+        Document(doc, f"q{doc}", "a", "a", (-0.5, -2.0), {"acc/correct": 1.0, "acc/count": 1.0}, "g")
+        for doc in range(2)
+    ]
+    group_score = Score("acc", 0.5, None, None, None, 2, True, "acc|harness:test")
+    assembled = assemble_run(
+        model="m",
+        model_fingerprint="fp",
+        results=[TaskResults("qa", "1", [score], documents)],
+        aggregates=[TaskResults("qa_group", "1", [group_score])],
+        provenance=Provenance(tags=("t",)),
+        experiment="exp",
+        run_id="run-1",
+        created_at=T0,
+    )
+    assert assembled.run.tasks == ("qa",) and assembled.run.run_id == "run-1" and assembled.run.tags == ("t",)
+    assert [(s.run_id, s.task, s.task_version) for s in assembled.scores] == [
+        ("run-1", "qa", "1"),
+        ("run-1", "qa_group", "1"),
+    ]
+    assert [s.choice_logprobs for s in assembled.samples] == [(-0.5, -2.0), (-0.5, -2.0)]
+    assert {s.task for s in assembled.samples} == {"qa"}
+    with pytest.raises(HarnessError, match="non-empty"):
+        normalise_tags(["ok", " "])
+    assert normalise_tags([" a", "b", "a"]) == ("a", "b")
+
+
+def test_parts_written_by_older_versions_still_read(tmp_path: Path) -> None:
+    """A store written before typed provenance and tags: plain Parquet parts, provenance as older runs
+    wrote it, and a scores part from before `task_version` existed."""
+    root = tmp_path / "store"
+    for table in ("runs", "scores", "samples"):
+        (root / table).mkdir(parents=True)
+    (root / "_harness_store.json").write_text('{"schema_version": 1, "format": "harness-store"}')
+    old_provenance = {"adapter": "hf", "dtype": "float32", "seed": 0, "limit": None, "harness": "0.0.9"}
+    runs = pa.table(
+        {
+            "run_id": ["old-1"],
+            "created_at": pa.array([T0], type=pa.timestamp("us", tz="UTC")),
+            "model": ["m"],
+            "model_fingerprint": ["fp"],
+            "experiment": ["baseline"],
+            "step": pa.array([None], type=pa.int64()),
+            "tasks": [["qa"]],
+            "provenance": [json.dumps(old_provenance)],
+            "status": ["completed"],
+        }
+    )
+    pq.write_table(runs, root / "runs" / "part-old-1.parquet")
+    scores = pa.table(
+        {"run_id": ["old-1"], "task": ["qa"], "metric": ["acc"], "value": [0.5], "stderr": [0.1],
+         "ci_low": [0.3], "ci_high": [0.7], "n": [2], "higher_is_better": [True], "signature": ["acc"]}
+    )  # fmt: skip
+    pq.write_table(scores, root / "scores" / "part-old-1.parquet")
+    samples = pa.table(
+        {"run_id": ["old-1"] * 2, "task": ["qa"] * 2, "doc_id": [0, 1], "prompt": ["p", "q"],
+         "target": ["a", "b"], "prediction": ["a", "c"], "choice_logprobs": [None, None],
+         "statistics": ['{"acc": 1.0}', '{"acc": 0.0}'], "group": [None, None], "metadata": ["{}", "{}"]}
+    )  # fmt: skip
+    pq.write_table(samples, root / "samples" / "part-old-1.parquet")
+
+    store = ResultStore(root)
+    (run,) = store.run_records()
+    assert run.tags == () and run.provenance.settings.seed == 0 and run.provenance.versions.harness == "0.0.9"
+    assert run.provenance.model == {"adapter": "hf", "dtype": "float32"}
+    frame = store.scores()
+    assert frame["task_version"].isna().all() and frame["model"].tolist() == ["m"]
+    assert resolve_run(store, "tag:baseline") == "old-1"  # the experiment name, as before tags
+    data = load_store(list_store(root))
+    assert data.error is None and not data.problems and len(data.scores) == 1
+    matrix, found = statistics_matrix(load_samples(root, "old-1")["statistics"], get_metric("acc"))
+    assert found.all() and matrix.tolist() == [[1.0, 1.0], [0.0, 1.0]]
+    write(store, "new-1", offset_s=60)  # a new run next to the old ones
+    assert store.runs()["run_id"].tolist() == ["old-1", "new-1"]

@@ -150,3 +150,25 @@ def test_identical_weights_are_evaluated_once_and_bad_checkpoints_do_not_stop_th
 def test_watching_a_missing_folder_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["watch", str(tmp_path / "nope"), "--adapter", "mock", "--tasks", TASK, "--once"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_watch_tags_every_run_it_stores(tmp_path: Path) -> None:
+    checkpoints, store = tmp_path / "ckpts", tmp_path / "store"
+    make_checkpoint(checkpoints / "checkpoint-10")
+    make_checkpoint(checkpoints / "checkpoint-20")
+    args = [
+        "watch",
+        str(checkpoints),
+        "--adapter",
+        "mock",
+        "--tasks",
+        TASK,
+        "--limit",
+        "3",
+        "--store",
+        str(store),
+    ]
+    assert main([*args, "--once", "--settle-seconds", "0", "--tag", "nightly"]) == 0
+    runs = ResultStore(store).run_records()
+    assert [run.step for run in runs] == [10, 20] and {run.tags for run in runs} == {("nightly",)}
+    assert all(run.provenance.settings.limit == 3 for run in runs)

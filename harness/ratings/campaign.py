@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import yaml
 
-from harness.gate import resolve_run
+from harness.files import load_yaml_file
 from harness.ratings.db import normalise_rater
 from harness.ratings.errors import RatingsError
 from harness.ratings.records import CAMPAIGN_ID_RE, MODES, Campaign, Item, Mode
 from harness.ratings.rubric import PAIRWISE_QUESTION, SCALE_POINTS, Rubric
-from harness.store import ResultStore
+from harness.store import ResultStore, resolve_run
 
 __all__ = ["CampaignPlan", "load_gold", "plan_campaign"]
 
@@ -232,12 +231,7 @@ def _gold_item(entry: Any, index: int, mode: Mode, rubric: Rubric | None, source
 def load_gold(path: str | Path, mode: Mode, rubric: Rubric | None = None) -> list[Item]:
     """Gold items from a YAML list (see the module docstring)."""
     file = Path(path)
-    try:
-        entries = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise RatingsError(f"cannot read gold items {file}: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        raise RatingsError(f"gold items {file} are not valid YAML: {str(error).splitlines()[0]}") from error
+    entries = load_yaml_file(file, "gold item file", RatingsError)
     if not isinstance(entries, list) or not entries:
         raise RatingsError(f"gold items {file} must be a non-empty YAML list")
     return [_gold_item(entry, index, mode, rubric, str(file)) for index, entry in enumerate(entries, 1)]

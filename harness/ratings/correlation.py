@@ -9,7 +9,6 @@ corpus score does, so a document's value is the score that document alone would 
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -18,6 +17,7 @@ from scipy import stats
 
 from harness.errors import HarnessError
 from harness.metrics import get_metric
+from harness.store.statistics import bare_values, decode_statistics, metric_names, statistics_matrix
 
 __all__ = ["metric_correlations", "preference_scores", "sample_metric_values"]
 
@@ -28,10 +28,8 @@ def _per_document(name: str, rows: list[dict[str, float]]) -> np.ndarray:
     try:
         metric = get_metric(name)
     except HarnessError:
-        return np.array([float(row.get(name, math.nan)) for row in rows])  # an unregistered plugin
-    names = metric.statistic_names
-    keys = [name] if len(names) == 1 else [f"{name}/{stat}" for stat in names]
-    matrix = np.array([[float(row.get(key, math.nan)) for key in keys] for row in rows])
+        return bare_values(rows, name)[:, 0]  # an unregistered plugin
+    matrix, _ = statistics_matrix(rows, metric)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.asarray(metric.aggregate(matrix), dtype=np.float64)
 
@@ -40,9 +38,8 @@ def sample_metric_values(samples: pd.DataFrame) -> pd.DataFrame:
     """Long table run_id, task, doc_id, metric, value from the samples' `statistics` JSON."""
     frames: list[pd.DataFrame] = []
     for task, group in samples.groupby("task", sort=True):
-        rows = [json.loads(text) if isinstance(text, str) else {} for text in group["statistics"]]
-        names = dict.fromkeys(key.split("/", 1)[0] for row in rows for key in row)
-        for name in names:
+        rows = [decode_statistics(text) for text in group["statistics"]]
+        for name in metric_names(rows):
             frames.append(
                 pd.DataFrame(
                     {

@@ -5,7 +5,7 @@ and pandas users (`pd.read_parquet("harness_store/ratings")`). Each row is one a
 to one question of one item, self-contained: it carries the rated run (rubric), the canonical pair
 and the winner (pairwise), and whether a gold item was answered correctly, so readers need no join.
 
-A part is rewritten whole, never in place: a temp file and `os.replace`, as `harness.store` does.
+The store writes and reads the parts (`harness.store`); a part is rewritten whole, never in place.
 Exports of one campaign from several processes (two rating pages, the CLI) take an exclusive file
 lock around snapshot-and-replace, so an older snapshot can never replace a newer one.
 """
@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
+from harness.errors import HarnessError
 from harness.ratings.db import RatingsDB
 from harness.ratings.errors import RatingsError
 from harness.ratings.records import Campaign, Item
 from harness.ratings.schema import RatingRow
-from harness.store import atomic_write
+from harness.store import read_table, write_part
 
 __all__ = [
     "RATINGS_SCHEMA",
@@ -39,7 +38,7 @@ __all__ = [
     "read_ratings",
 ]
 
-RATINGS_DIR = "ratings"
+RATINGS_TABLE = "ratings"
 _LOCK_NAME = ".export.lock"  # dot-named: dataset readers and the *.parquet glob skip it
 _METADATA = {b"harness.schema_version": b"1", b"harness.table": b"ratings"}
 
@@ -146,7 +145,7 @@ def _ratings_dir(store_root: str | Path) -> Path:
     root = Path(store_root)
     if not root.is_dir():
         raise RatingsError(f"no results store at {root}")
-    directory = root / RATINGS_DIR
+    directory = root / RATINGS_TABLE
     directory.mkdir(exist_ok=True)
     return directory
 
@@ -154,11 +153,10 @@ def _ratings_dir(store_root: str | Path) -> Path:
 def export_campaign(db: RatingsDB, store_root: str | Path, campaign_id: str) -> tuple[Path, int]:
     """Write one campaign's part file; returns its path and row count."""
     directory = _ratings_dir(store_root)
-    target = directory / f"part-{campaign_id}.parquet"
     with _export_lock(directory):
         campaign, items, rows = db.rating_rows(campaign_id)
         table = ratings_table(campaign, items, rows)
-        atomic_write(target, lambda handle: pq.write_table(table, handle))
+        target = write_part(store_root, RATINGS_TABLE, campaign_id, table)
     return target, table.num_rows
 
 
@@ -172,18 +170,11 @@ def export_ratings(
 
 def read_ratings(store_root: str | Path, campaign_id: str | None = None) -> pd.DataFrame:
     """The exported ratings table (every campaign, or one); empty with the schema's columns if none."""
-    directory = Path(store_root) / RATINGS_DIR
-    names = sorted(
-        path.name
-        for path in (directory.iterdir() if directory.is_dir() else ())
-        if path.name.startswith("part-") and path.name.endswith(".parquet")
-    )
-    if campaign_id is not None:
-        names = [name for name in names if name == f"part-{campaign_id}.parquet"]
-    if not names:
-        return RATINGS_SCHEMA.empty_table().to_pandas()
+    keys = None if campaign_id is None else [campaign_id]
     try:
-        table = ds.dataset([str(directory / name) for name in names], schema=RATINGS_SCHEMA).to_table()
-    except (OSError, pa.ArrowException) as error:
-        raise RatingsError(f"cannot read the ratings table in {directory}: {error}") from error
+        table = read_table(store_root, RATINGS_TABLE, RATINGS_SCHEMA, keys)
+    except HarnessError as error:
+        raise RatingsError(
+            f"cannot read the ratings table in {Path(store_root) / RATINGS_TABLE}: {error}"
+        ) from error
     return table.to_pandas()

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import HarnessError
+from harness.files import load_yaml_file
 
 __all__ = [
     "PAIRWISE_QUESTION",
@@ -163,11 +162,5 @@ def rubric_from_mapping(value: Any, source: str = "rubric") -> Rubric:
 def load_rubric(path: str | Path) -> Rubric:
     """Read and validate a rubric YAML file."""
     file = Path(path)
-    try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise HarnessError(f"cannot read rubric {file}: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise HarnessError(f"rubric {file} is not valid YAML: {first}") from error
+    loaded = load_yaml_file(file, "rubric")
     return rubric_from_mapping(loaded, f"rubric {file}")

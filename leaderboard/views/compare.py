@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from harness.leaderboard.data import StoreData
 from harness.leaderboard.diff import disagreements, verdicts
 from harness.leaderboard.sample_metrics import metric_names, signature_of
 from harness.leaderboard.ui import cached_differences, cached_samples, pick_run, store_data
+from harness.store import StoreData
 
 _SHOWN_ROWS = 500
 

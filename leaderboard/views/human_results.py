@@ -6,11 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
-from harness.leaderboard.data import list_store, load_samples
 from harness.leaderboard.human import export_quietly, pick_campaign, ratings_db, run_names, store_root
 from harness.leaderboard.ranking import interval_text
 from harness.ratings import Campaign, CampaignSummary, RatingsDB, RatingsError, ratings_frame, summarize
 from harness.ratings.correlation import sample_metric_values
+from harness.store import list_store, load_samples
 
 
 @st.cache_data(show_spinner="Reading the rated runs' samples…", max_entries=8)

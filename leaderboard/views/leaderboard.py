@@ -7,7 +7,6 @@ from typing import Any
 
 import streamlit as st
 
-from harness.leaderboard.data import StoreData
 from harness.leaderboard.human import cached_human_by_run, human_column_config, with_human_columns
 from harness.leaderboard.ranking import (
     AVERAGE,
@@ -20,6 +19,7 @@ from harness.leaderboard.ranking import (
     rank_choices,
 )
 from harness.leaderboard.ui import cached_leaderboard, store_data
+from harness.store import StoreData
 
 PRIMARY = "primary metric of each task"
 

@@ -13,17 +13,17 @@ import streamlit as st
 
 from harness.leaderboard.human import (
     VOTE_LABELS,
-    export_quietly,
     flash,
+    form_buttons,
     pick_campaign,
     ratings_db,
     run_names,
     show_flash,
     show_progress,
     sign_in,
-    skip_item,
+    submit_answers,
 )
-from harness.ratings import VOTES, Campaign, RatingsDB, RatingsError, ServedItem
+from harness.ratings import VOTES, Campaign, RatingsDB, ServedItem
 
 _REVEAL_KEY = "rp_reveal"
 
@@ -33,19 +33,9 @@ def _on_vote(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem, 
     if vote is None:
         flash("warning", "Choose one of the four answers before submitting.")
         return
-    try:
-        result = db.submit(
-            campaign.campaign_id,
-            rater,
-            served.item.item_id,
-            {"preference": vote},
-            display_order=served.display_order,
-            comment=str(st.session_state.get(f"{prefix}:comment") or ""),
-        )
-    except RatingsError as error:
-        flash("error", str(error))  # nothing was written; the vote stays selected for another try
-        return
-    export_quietly(db, campaign.campaign_id)
+    result = submit_answers(db, campaign, rater, served, prefix, {"preference": vote})
+    if result is None:
+        return  # nothing was written; the vote stays selected for another try
     st.session_state[_REVEAL_KEY] = {
         "campaign": campaign.campaign_id,
         "order": served.display_order,
@@ -89,13 +79,8 @@ def _vote_form(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem
             format_func=VOTE_LABELS.__getitem__,
             key=f"{prefix}:vote",
         )
-        st.text_area("Comment (optional)", key=f"{prefix}:comment", max_chars=5000)
-        submit_column, skip_column = st.columns([1, 5])
-        submit_column.form_submit_button(
-            "Submit vote", type="primary", on_click=_on_vote, args=(db, campaign, rater, served, prefix)
-        )
-        skip_column.form_submit_button(
-            "Skip this pair", on_click=skip_item, args=(db, campaign, rater, item.item_id, "pair")
+        form_buttons(
+            db, campaign, rater, served, prefix, submit_label="Submit vote", on_submit=_on_vote, noun="pair"
         )
 
 

@@ -11,16 +11,16 @@ from collections.abc import Callable
 import streamlit as st
 
 from harness.leaderboard.human import (
-    export_quietly,
     flash,
+    form_buttons,
     pick_campaign,
     ratings_db,
     show_flash,
     show_progress,
     sign_in,
-    skip_item,
+    submit_answers,
 )
-from harness.ratings import Campaign, RatingsDB, RatingsError, ServedItem
+from harness.ratings import Campaign, RatingsDB, ServedItem
 from harness.ratings.rubric import SCALE_POINTS, Criterion
 
 
@@ -35,21 +35,10 @@ def _on_submit(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem
     if missing:
         flash("warning", f"Rate every criterion before submitting (missing: {', '.join(missing)}).")
         return
-    try:
-        result = db.submit(
-            campaign.campaign_id,
-            rater,
-            served.item.item_id,
-            {name: int(value) for name, value in answers.items() if value is not None},
-            display_order=served.display_order,
-            comment=str(st.session_state.get(f"{prefix}:comment") or ""),
-        )
-    except RatingsError as error:
-        # Nothing was written and the form keeps its answers, so submitting again is one click.
-        flash("error", str(error))
-        return
-    export_quietly(db, campaign.campaign_id)
-    flash("success" if result.saved else "warning", result.message)
+    scores = {name: int(value) for name, value in answers.items() if value is not None}
+    result = submit_answers(db, campaign, rater, served, prefix, scores)
+    if result is not None:
+        flash("success" if result.saved else "warning", result.message)
 
 
 def main() -> None:
@@ -89,13 +78,8 @@ def main() -> None:
                 format_func=_point_label(criterion),
                 key=f"{prefix}:{criterion.name}",
             )
-        st.text_area("Comment (optional)", key=f"{prefix}:comment", max_chars=5000)
-        submit_column, skip_column = st.columns([1, 5])
-        submit_column.form_submit_button(
-            "Submit", type="primary", on_click=_on_submit, args=(db, campaign, rater, served, prefix)
-        )
-        skip_column.form_submit_button(
-            "Skip this item", on_click=skip_item, args=(db, campaign, rater, item.item_id, "item")
+        form_buttons(
+            db, campaign, rater, served, prefix, submit_label="Submit", on_submit=_on_submit, noun="item"
         )
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from harness.leaderboard.ui import cached_counts, pick_run, store_data
+from harness.store import Provenance
 
 _SCORE_COLUMNS = ["task", "task_version", "metric", "value", "stderr", "ci_low", "ci_high", "n", "signature"]
 
@@ -30,6 +31,7 @@ def main() -> None:
         "step": None if pd.isna(row["step"]) else int(row["step"]),
         "status": row["status"],
         "tasks": list(row["tasks"]),
+        "tags": list(Provenance.from_json(str(row["provenance"])).tags),
     }
     st.dataframe(
         {"field": list(summary), "value": [str(value) for value in summary.values()]},

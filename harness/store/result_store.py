@@ -1,0 +1,209 @@
+"""`ResultStore`: writes whole runs and reads them back, through `harness.store.reader`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from harness.errors import HarnessError
+from harness.files import atomic_write
+from harness.store.layout import (
+    MARKER_NAME,
+    RUN_ID_RE,
+    RUNS_SCHEMA,
+    SAMPLES_SCHEMA,
+    SCHEMAS,
+    SCORES_SCHEMA,
+    TABLES,
+    check_store,
+    marker_text,
+    part_path,
+)
+from harness.store.reader import join_runs, read_table, runs_frame, to_frame
+from harness.store.records import AssembledRun, Provenance, RunRecord, SampleRecord, ScoreRecord
+
+__all__ = ["ResultStore", "write_part"]
+
+
+def _to_json(value: Mapping[str, Any]) -> str:
+    # sort_keys keeps the stored text stable, so equal provenance compares equal in SQL.
+    return json.dumps(dict(value), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("RunRecord.created_at must be timezone-aware (use datetime.now(UTC))")
+    return moment.astimezone(UTC)
+
+
+def _runs_table(run: RunRecord) -> pa.Table:
+    row = {
+        "run_id": run.run_id,
+        "created_at": _utc(run.created_at),
+        "model": run.model,
+        "model_fingerprint": run.model_fingerprint,
+        "experiment": run.experiment,
+        "step": run.step,
+        "tasks": list(run.tasks),
+        "provenance": _to_json(run.provenance.to_dict()),
+        "status": run.status,
+    }
+    return pa.Table.from_pylist([row], schema=RUNS_SCHEMA)
+
+
+def _scores_table(scores: Sequence[ScoreRecord]) -> pa.Table:
+    rows = [
+        {
+            "run_id": s.run_id,
+            "task": s.task,
+            "task_version": s.task_version,
+            "metric": s.metric,
+            "value": float(s.value),
+            "stderr": None if s.stderr is None else float(s.stderr),
+            "ci_low": None if s.ci_low is None else float(s.ci_low),
+            "ci_high": None if s.ci_high is None else float(s.ci_high),
+            "n": int(s.n),
+            "higher_is_better": bool(s.higher_is_better),
+            "signature": s.signature,
+        }
+        for s in scores
+    ]
+    return pa.Table.from_pylist(rows, schema=SCORES_SCHEMA)
+
+
+def _samples_table(samples: Sequence[SampleRecord]) -> pa.Table:
+    rows = [
+        {
+            "run_id": s.run_id,
+            "task": s.task,
+            "doc_id": int(s.doc_id),
+            "prompt": s.prompt,
+            "target": s.target,
+            "prediction": s.prediction,
+            "choice_logprobs": None if s.choice_logprobs is None else [float(x) for x in s.choice_logprobs],
+            "statistics": _to_json(s.statistics),
+            "group": s.group,
+            "metadata": _to_json(s.metadata),
+        }
+        for s in samples
+    ]
+    return pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA)
+
+
+def write_part(root: str | Path, table: str, key: str, data: pa.Table) -> Path:
+    """Write (or replace, whole) one part file of `table`; readers see the old part or the new one."""
+    target = part_path(root, table, key)
+    atomic_write(target, lambda handle: pq.write_table(data, handle))
+    return target
+
+
+def _run_record(row: Mapping[str, Any]) -> RunRecord:
+    step = row["step"]
+    experiment = row["experiment"]
+    return RunRecord(
+        run_id=str(row["run_id"]),
+        created_at=pd.Timestamp(row["created_at"]).to_pydatetime(),
+        model=str(row["model"]),
+        model_fingerprint=str(row["model_fingerprint"]),
+        experiment=experiment if isinstance(experiment, str) else None,
+        step=None if pd.isna(step) else int(step),
+        tasks=tuple(str(task) for task in row["tasks"]),
+        provenance=Provenance.from_json(str(row["provenance"])),
+        status=str(row["status"]),
+    )
+
+
+class ResultStore:
+    """Reads and writes a results store directory; constructing one touches nothing on disk."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.root)!r})"
+
+    def exists(self) -> bool:
+        return (self.root / MARKER_NAME).is_file()
+
+    def _create(self) -> None:
+        # The marker goes first: another process creating the same store concurrently then
+        # sees either an empty directory or a valid store, never a half-made one.
+        if not check_store(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.root / MARKER_NAME, lambda handle: handle.write(marker_text().encode("utf-8")))
+        # Always, not only after writing the marker: a concurrent creator may have written the
+        # marker but not yet the table directories.
+        for table in TABLES:
+            (self.root / table).mkdir(exist_ok=True)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def write_run(
+        self, run: RunRecord, scores: Sequence[ScoreRecord], samples: Sequence[SampleRecord]
+    ) -> None:
+        """Commit one run: samples, then scores, then the runs row that makes them visible."""
+        if not RUN_ID_RE.match(run.run_id):
+            raise ValueError(f"run_id {run.run_id!r} is not usable as a file name")
+        foreign = {r.run_id for r in scores} | {r.run_id for r in samples}
+        foreign.discard(run.run_id)
+        if foreign:
+            raise ValueError(f"records for runs {sorted(foreign)} passed with run {run.run_id!r}")
+        # Build every table before touching disk so bad input cannot leave orphan parts behind.
+        runs_table = _runs_table(run)
+        scores_table = _scores_table(scores)
+        samples_table = _samples_table(samples)
+        self._create()
+        if part_path(self.root, "runs", run.run_id).exists():
+            raise HarnessError(f"run {run.run_id} already exists in results store {self.root}")
+        write_part(self.root, "samples", run.run_id, samples_table)
+        write_part(self.root, "scores", run.run_id, scores_table)
+        write_part(self.root, "runs", run.run_id, runs_table)
+
+    def write(self, assembled: AssembledRun) -> None:
+        """Commit a run made by `assemble_run`."""
+        self.write_run(assembled.run, assembled.scores, assembled.samples)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _read(self, table: str, run_ids: Sequence[str] | None, filt: ds.Expression | None = None) -> pa.Table:
+        return read_table(self.root, table, SCHEMAS[table], run_ids, filt=filt)
+
+    def _runs(self, run_id: str | None) -> pd.DataFrame:
+        directory = self.root / "runs"
+        if not check_store(self.root) or not directory.is_dir():
+            return runs_frame(RUNS_SCHEMA.empty_table())
+        if run_id is not None:
+            # One run's part file is found by name, so a single-run read stays cheap in big stores.
+            frame = runs_frame(self._read("runs", [run_id]))
+            return frame[frame["run_id"] == run_id].reset_index(drop=True)
+        return runs_frame(self._read("runs", None))
+
+    def runs(self) -> pd.DataFrame:
+        """One row per committed run, oldest first."""
+        return self._runs(None)
+
+    def run_records(self) -> tuple[RunRecord, ...]:
+        """Every committed run, typed (provenance included), oldest first."""
+        return tuple(_run_record(row) for row in self.runs().to_dict("records"))
+
+    def scores(self, run_id: str | None = None) -> pd.DataFrame:
+        """Score rows of committed runs, with each run's model, experiment, step and created_at."""
+        runs = self._runs(run_id)
+        return join_runs(to_frame(self._read("scores", runs["run_id"].tolist())), runs)
+
+    def samples(self, run_id: str | None = None, task: str | None = None) -> pd.DataFrame:
+        """Per-document rows of committed runs, oldest run first; JSON strings stay as stored
+        (`harness.store.statistics` reads the statistics)."""
+        ids = self._runs(run_id)["run_id"].tolist()
+        filt = ds.field("run_id").isin(ids)
+        if task is not None:
+            filt = filt & (ds.field("task") == task)
+        return to_frame(self._read("samples", ids, filt))
