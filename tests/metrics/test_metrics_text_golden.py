@@ -29,7 +29,7 @@ from harness.metrics._ngrams import _group, clipped_matches, encode_chars
 from harness.metrics.rouge import lcs_length
 
 TOLERANCE = 1e-9
-BUILTIN_DATA = Path(__file__).resolve().parent.parent / "tasks" / "builtin" / "data"
+BUILTIN_DATA = Path(__file__).resolve().parents[2] / "tasks" / "builtin" / "data"
 WORDS = [
     "the", "The", "cat", "sat", "on", "mat", "a", "an", "dog's", "running", "runs", "naïve", "café",
     "日本語", "中文", "😀", "Ελληνικά", "İstanbul", "straße", "Hello,", "world!", "(hi)", "42", "3.14",

@@ -12,7 +12,7 @@ import pytest
 
 from harness.ratings import VOTES, RatingsBusyError, RatingsDB, RatingsError, normalise_rater
 from harness.ratings.schema import SCHEMA_VERSION
-from tests.test_ratings_support import simple_campaign
+from tests.ratings.test_ratings_support import simple_campaign
 
 PROCESSES = 8
 PER_PROCESS = 500

@@ -19,7 +19,7 @@ from harness.requests import (
     RollingLoglikelihoodRequest,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 USER_MODULE = '''
 from harness.adapters.mock import MockAdapter

@@ -13,7 +13,7 @@ from harness.leaderboard.ui import STORE_KEY
 from harness.leaderboard.views import PAGES, VIEWS_DIR
 from harness.ratings import RatingsDB, export_ratings, load_gold, load_rubric, plan_campaign, read_ratings
 from harness.store import ResultStore
-from tests.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store
+from tests.ratings.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store
 
 TIMEOUT = 30
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-import tests.test_leaderboard_browser as leaderboard_browser
+import tests.leaderboard.test_leaderboard_browser as leaderboard_browser
 from harness.ratings import RatingsDB, plan_campaign, read_ratings
 from harness.store import ResultStore
-from tests.test_leaderboard_browser import CHROMEDRIVER, CHROMIUM, RENDER_TIMEOUT
+from tests.leaderboard.test_leaderboard_browser import CHROMEDRIVER, CHROMIUM, RENDER_TIMEOUT
 
 # The leaderboard browser test's server fixture, registered in this module under its own name.
 served_store = leaderboard_browser.served_store

@@ -32,7 +32,7 @@ from harness.requests import (
     LoglikelihoodRequest,
     RollingLoglikelihoodRequest,
 )
-from tests.fake_openai_server import (
+from tests.adapters.fake_openai_server import (
     ALTERNATIVE_LOGPROB,
     FakeOpenAIServer,
     generated_text,

@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.ratings import Campaign, Item, RatingsDB, load_rubric
 from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUBRIC_PATH = ROOT / "examples" / "rubric.yaml"
 TASK = "qa"
 _START = datetime(2026, 1, 1, tzinfo=UTC)

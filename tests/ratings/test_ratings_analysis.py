@@ -15,7 +15,7 @@ from harness.ratings import RatingsDB, load_gold, load_rubric, plan_campaign, ra
 from harness.ratings.analysis import canonical_votes, human_scores, rater_quality
 from harness.ratings.correlation import sample_metric_values
 from harness.store import ResultStore
-from tests.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store
+from tests.ratings.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store
 
 
 def _pairwise(tmp_path: Path) -> tuple[ResultStore, RatingsDB, str, str]:

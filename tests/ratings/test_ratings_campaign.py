@@ -23,7 +23,7 @@ from harness.ratings import (
 )
 from harness.ratings.rubric import rubric_from_mapping
 from harness.store import ResultStore
-from tests.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store, write_run
+from tests.ratings.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store, write_run
 
 GOLD_PAIRWISE = ROOT / "examples" / "gold_pairwise.yaml"
 GOLD_RUBRIC = ROOT / "examples" / "gold_rubric.yaml"
