@@ -6,6 +6,7 @@ lm-evaluation-harness 0.4.13 exactly, so the same YAML gives the same prompts an
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -32,6 +33,9 @@ from harness.tasks.scoring import TaskInstance, score_instances, task_metrics
 
 # lm-eval seeds its few-shot sampler with this value unless told otherwise.
 FEWSHOT_SEED = 1234
+# lm-eval's gold index for an answer that is not among the choices: never the model's pick, so scored 0.
+UNMATCHED_GOLD = -100
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["FEWSHOT_SEED", "Task", "TaskInstance"]
 
@@ -136,6 +140,13 @@ class Task:
             return list(choices).index(target)
         if self.config.process_results is not None:
             return None  # the task scores documents itself
+        if isinstance(target, int | str) and not isinstance(target, bool):
+            # lm-eval scores a document whose gold answer is not among its choices as wrong (-100),
+            # with a warning, rather than stopping the run; so do we.
+            _LOG.warning(
+                "task '%s': target %r is not one of the choices %s", self.name, target, list(choices)
+            )
+            return UNMATCHED_GOLD
         raise HarnessError(f"task '{self.name}': target {target!r} is not one of the choices {list(choices)}")
 
     # -- prompts -------------------------------------------------------------------------------------
@@ -215,11 +226,11 @@ class Task:
                 contexts = [self._render(prefix, choice, gen_prefix, chat, "") for choice in choices]
                 continuation = answer_delimiter + str(self._target(doc))
                 requests: tuple[Request, ...] = tuple(LoglikelihoodRequest(c, continuation) for c in contexts)
-                context = contexts[gold if gold is not None else 0]
+                context = contexts[gold if gold is not None and gold >= 0 else 0]
             else:
                 context = self._render(prefix, question, gen_prefix, chat, config.target_delimiter)
                 requests = tuple(LoglikelihoodRequest(context, answer_delimiter + c) for c in choices)
-            target = choices[gold] if gold is not None else ""
+            target = choices[gold] if gold is not None and gold >= 0 else ""
             return TaskInstance(doc_id, context, target, requests, tuple(choices), gold, group=group)
         context = self._render(prefix, question, gen_prefix, chat, config.target_delimiter)
         if config.output_type == "loglikelihood":

@@ -155,3 +155,21 @@ def test_scored_chat_prompts_need_a_model_that_can_render_them(folder: Path) -> 
     (task,) = resolve_selection(["sums_mc"], [folder], TaskOverrides(apply_chat_template=True)).tasks
     with pytest.raises(HarnessError, match="asks for a chat template"):
         task.build_instances(2, None)
+
+
+def test_a_gold_answer_outside_the_choices_scores_zero_as_in_lm_eval(tmp_path: Path) -> None:
+    import harness
+
+    docs = [{"q": "a?", "gold": 0}, {"q": "b?", "gold": 7}, {"q": "c?", "gold": "maybe"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(
+        "task: odd_gold\ndataset_path: json\ndataset_kwargs: {data_files: {test: d.jsonl}}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{q}}"\ndoc_to_choice: ["yes", "no"]\ndoc_to_target: gold\n',
+        encoding="utf-8",
+    )
+    report = harness.evaluate("mock:0", [str(tmp_path / "t.yaml")], write=False, use_cache=False)
+    (evaluation,) = report.evaluations
+    assert [instance.gold for instance in evaluation.instances] == [0, -100, -100]
+    per_document = evaluation.statistics["acc"][:, 0]
+    assert per_document[1] == per_document[2] == 0.0
