@@ -3,19 +3,26 @@
 Rank groups follow the rule popularised by Chatbot Arena: a row's rank is one plus the number of
 rows whose interval lies entirely on the better side of its own. Rows whose intervals overlap can
 share a rank, and no pair is separated unless the data separates them.
+
+A task group (lm-eval's `group:`, see `task_groups`) is one column, its aggregate, and counts as one
+task everywhere: in the average, the mean rank and the task count. Its members' values are in the table
+too, for the drill-down (`member_table`), but take no part in ranking.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from statistics import NormalDist
 from typing import cast
 
 import numpy as np
 import pandas as pd
+
+from harness.leaderboard.task_groups import TaskGroups
+from harness.metric_names import DEFAULT_FILTER, split_metric_name
 
 __all__ = [
     "AVERAGE",
@@ -24,9 +31,12 @@ __all__ = [
     "Leaderboard",
     "LeaderboardFilters",
     "build_leaderboard",
+    "column_label",
     "display_table",
     "filter_scores",
+    "group_choices",
     "interval_text",
+    "member_table",
     "metric_choices",
     "primary_metrics",
     "rank_choices",
@@ -55,27 +65,33 @@ class LeaderboardFilters:
 
 @dataclass(frozen=True)
 class Leaderboard:
-    """`table` has identity columns, then per task `<task>`, `<task> ci_low`, `<task> ci_high`,
+    """`table` has identity columns, then per task `<task>`, `<task> ci_low`, `<task> ci_high`
+    (the ranked `tasks` first, then the members of groups, which only the drill-down shows),
     then `average` (+ its interval, only when every task shows the same metric), `mean rank`,
-    `tasks` (how many task values the row has) and `rank` (rank group by `rank_by`)."""
+    `tasks` (how many of `tasks` the row has values for) and `rank` (rank group by `rank_by`)."""
 
     table: pd.DataFrame
-    tasks: tuple[str, ...]
-    metrics: Mapping[str, str] = field(default_factory=dict)  # task -> metric shown for it
+    tasks: tuple[str, ...]  # the columns shown and ranked: a group is one of them, its members are not
+    metrics: Mapping[str, str] = field(default_factory=dict)  # task (or member) -> metric shown for it
     higher_is_better: Mapping[str, bool] = field(default_factory=dict)  # by task, and by "average"
     rank_by: str | None = None
     identity_columns: tuple[str, ...] = RUN_COLUMNS
+    # Group -> the columns of its drill-down (sub-groups, then tasks), for each group with a column.
+    members: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def has_average(self) -> bool:
         return AVERAGE in self.table.columns
 
 
-def metric_choices(scores: pd.DataFrame) -> list[str]:
-    """Metric names, the one covering the most tasks first."""
+def metric_choices(scores: pd.DataFrame, groups: TaskGroups | None = None) -> list[str]:
+    """Metric names, the one covering the most tasks first; a group and its members count as one task."""
     if scores.empty:
         return []
-    coverage = scores.groupby("metric")["task"].nunique()
+    tasks = scores["task"].astype(str)
+    if groups:
+        tasks = tasks.map({task: groups.outermost(task) for task in tasks.unique()})
+    coverage = tasks.groupby(scores["metric"]).nunique()
     return sorted(coverage.index, key=lambda name: (-int(coverage[name]), str(name)))
 
 
@@ -83,8 +99,14 @@ def primary_metrics(scores: pd.DataFrame) -> dict[str, str]:
     """Each task's first metric in stored order, i.e. the first of its `metric_list`."""
     if scores.empty:
         return {}
-    order = "file_row_number" if "file_row_number" in scores.columns else "metric"
-    first = scores.sort_values([order, "metric"], kind="stable").drop_duplicates("task")
+    # The store's reader keeps each part's rows in the order they were written, so without an explicit
+    # row number the frame's own order is the stored order.
+    ordered = (
+        scores.sort_values("file_row_number", kind="stable")
+        if "file_row_number" in scores.columns
+        else scores
+    )
+    first = ordered.drop_duplicates("task")
     return dict(zip(first["task"].astype(str), first["metric"].astype(str), strict=True))
 
 
@@ -170,17 +192,24 @@ def build_leaderboard(
     filters: LeaderboardFilters | None = None,
     rank_by: str | None = None,
     confidence: float = 0.95,
+    groups: TaskGroups | None = None,
 ) -> Leaderboard:
     """The table for `metric` (None: each task's primary metric), one row per run or per model.
 
     In "models" mode a model's row holds, per task, its newest run's score. `rank_by` is a task or
     `average` or `mean rank` (the default: the average when there is one, else mean rank); rows
     are sorted by it, and ranked by it: in rank groups for intervals, by plain order for mean rank.
+    With `groups`, a group that has a value is one column and its members are left out of ranking
+    (a task filter naming a group keeps its members, for the drill-down).
     """
     if rows not in ("runs", "models"):
         raise ValueError(f"rows must be 'runs' or 'models', got {rows!r}")
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    chosen, metrics = _pick_metric(filter_scores(scores, filters or LeaderboardFilters()), metric)
+    groups = groups or TaskGroups()
+    filters = filters or LeaderboardFilters()
+    if groups and filters.tasks:
+        filters = replace(filters, tasks=groups.with_members(filters.tasks))
+    chosen, metrics = _pick_metric(filter_scores(scores, filters), metric)
     identity_columns = RUN_COLUMNS if rows == "runs" else MODEL_COLUMNS
     if chosen.empty:
         return Leaderboard(table=pd.DataFrame(columns=list(identity_columns)), tasks=())
@@ -194,7 +223,14 @@ def build_leaderboard(
         chosen, identity = _latest_per_model(chosen)
         key = "model"
     chosen = chosen.assign(stderr=_stderr(chosen, z))
-    tasks = tuple(sorted(str(task) for task in chosen["task"].unique()))
+    present = {str(task) for task in chosen["task"].unique()}
+    tasks = groups.columns(present)  # without groups: every task, sorted
+    members = {
+        group: found
+        for group in sorted(present)
+        if groups.is_group(group) and (found := groups.members(group, present))
+    }
+    hidden = tuple(sorted(present - set(tasks)))
     firsts = chosen.drop_duplicates("task")
     pairs = zip(firsts["task"], firsts["higher_is_better"], strict=True)
     direction = {str(task): bool(higher) for task, higher in pairs}
@@ -205,17 +241,20 @@ def build_leaderboard(
     identity = identity.set_index(key, drop=False)
     wide = wide.reindex(identity.index).astype(float)
     parts = {
-        part: cast(pd.DataFrame, wide[part]).reindex(columns=list(tasks))
+        part: cast(pd.DataFrame, wide[part]).reindex(columns=[*tasks, *hidden])
         for part in ("value", "ci_low", "ci_high", "stderr")
     }
-    values = parts["value"]
     columns: dict[str, pd.Series] = {}
-    for task in tasks:
-        columns[task] = values[task]
+    for task in (*tasks, *hidden):
+        columns[task] = parts["value"][task]
         columns[f"{task} ci_low"] = parts["ci_low"][task]
         columns[f"{task} ci_high"] = parts["ci_high"][task]
-    shown_metrics = {task: metrics[task] for task in tasks}
-    uniform = len(set(shown_metrics.values())) == 1 and len({direction[t] for t in tasks}) == 1
+    # Everything below ranks the shown columns only: a group counts once, its members not at all.
+    parts = {part: frame[list(tasks)] for part, frame in parts.items()}
+    values = parts["value"]
+    shown_metrics = {task: metrics[task] for task in (*tasks, *hidden)}
+    ranked_metrics = {shown_metrics[task] for task in tasks}
+    uniform = len(ranked_metrics) == 1 and len({direction[t] for t in tasks}) == 1
     if uniform:
         # The mean over tasks, only for rows that have every task; tasks use disjoint documents,
         # so their errors are independent and the variance of the mean is the sum over k².
@@ -257,17 +296,15 @@ def build_leaderboard(
         higher_is_better=direction,
         rank_by=choice,
         identity_columns=identity_columns,
+        members=members,
     )
 
 
-def display_table(
-    board: Leaderboard, *, show_intervals: bool = True, confidence: float = 0.95
+def _shown(
+    board: Leaderboard, middle: tuple[str, ...], *, summary: bool, show_intervals: bool, confidence: float
 ) -> pd.DataFrame:
-    """The table as shown: numbers stay numbers (so columns sort), intervals become text columns.
-
-    What the rows are ranked by comes first, after the names; per-task columns follow, and the
-    run's time and id close the row.
-    """
+    """Rank and names, the summary columns (average, mean rank, task count) when asked, `middle`
+    with their intervals as text, then the run's time and id."""
     table = board.table
     label = f"{round(confidence * 100)}% CI"
     leading = [column for column in board.identity_columns if column not in ("created_at", "run_id")]
@@ -282,15 +319,61 @@ def display_table(
                 [interval_text(low, high) for low, high in pairs], index=table.index
             )
 
-    if board.has_average:
-        add(AVERAGE)
-    columns[MEAN_RANK] = table[MEAN_RANK]
-    columns[TASK_COUNT] = table[TASK_COUNT]
-    for task in board.tasks:
+    if summary:
+        if board.has_average:
+            add(AVERAGE)
+        columns[MEAN_RANK] = table[MEAN_RANK]
+        columns[TASK_COUNT] = table[TASK_COUNT]
+    for task in middle:
         add(task)
     for column in trailing:
         columns[column] = table[column]
     return pd.DataFrame(columns)
+
+
+def display_table(
+    board: Leaderboard, *, show_intervals: bool = True, confidence: float = 0.95
+) -> pd.DataFrame:
+    """The table as shown: numbers stay numbers (so columns sort), intervals become text columns.
+
+    What the rows are ranked by comes first, after the names; per-task columns follow, and the
+    run's time and id close the row.
+    """
+    return _shown(board, board.tasks, summary=True, show_intervals=show_intervals, confidence=confidence)
+
+
+def member_table(
+    board: Leaderboard, group: str, *, show_intervals: bool = True, confidence: float = 0.95
+) -> pd.DataFrame:
+    """The drill-down of `group`: the group's column, then its members' (sub-groups, then tasks).
+
+    Rows keep the leaderboard's order and rank; rows with no value for the group or any member are
+    left out. The members are not ranked: the leaderboard counts the group as one task.
+    """
+    middle = (group, *board.members.get(group, ()))
+    shown = _shown(board, middle, summary=False, show_intervals=show_intervals, confidence=confidence)
+    return shown[board.table[list(middle)].notna().any(axis=1)].reset_index(drop=True)
+
+
+def group_choices(board: Leaderboard) -> dict[str, str]:
+    """Groups that can be drilled into, outer ones first, each with its path: `mmlu › mmlu_stem`."""
+    choices: dict[str, str] = {}
+
+    def visit(column: str, path: str) -> None:
+        if column in board.members and column not in choices:
+            choices[column] = path
+            for member in board.members[column]:
+                visit(member, f"{path} › {member}")
+
+    for task in board.tasks:
+        visit(task, task)
+    return choices
+
+
+def column_label(task: str, metric: str) -> str:
+    """A task's column header: the task, and the filter of a filtered metric: `gsm8k (strict-match)`."""
+    filter_name = split_metric_name(metric)[1]
+    return task if filter_name == DEFAULT_FILTER else f"{task} ({filter_name})"
 
 
 def interval_text(low: float | None, high: float | None, digits: int = 3) -> str:

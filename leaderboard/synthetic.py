@@ -6,6 +6,11 @@ statistics its metric needs, and every stored score is computed from them by `me
 runner does, so comparisons and re-aggregations over these samples reproduce the stored numbers.
 Tasks cycle through multiple choice (acc, acc_norm), generation (exact_match) and rolling
 perplexity (word_perplexity); documents fall into groups whose difficulty differs a little.
+
+With `group_tasks`, some runs also evaluate a task group as lm-eval's `group:` files are run: extra
+multiple-choice tasks under `synth_group` (its first half also under the sub-group `synth_subgroup`
+when there are four or more), one aggregate score row per group and metric from
+`harness.tasks.groups.group_scores`, and `details.groups` in the run's provenance.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import numpy as np
 from harness.metrics import get_metric, score
 from harness.store import Document, ResultStore, RunSettings, TaskResults, assemble_run, record_provenance
 from harness.store.statistics import encode_statistics
+from harness.tasks import Task, TaskConfig
+from harness.tasks.groups import AggregateSpec, TaskGroup, group_scores
 
-__all__ = ["generate_store", "task_names"]
+__all__ = ["GROUP", "SUBGROUP", "generate_store", "group_task_names", "task_names"]
 
 _KINDS = (
     ("multiple_choice", ("acc", "acc_norm")),
@@ -30,10 +37,32 @@ _KINDS = (
     ("loglikelihood_rolling", ("word_perplexity",)),
 )
 _START = datetime(2026, 1, 1, tzinfo=UTC)
+GROUP = "synth_group"
+SUBGROUP = "synth_subgroup"
+_GROUP_METRICS = ("acc", "acc_norm")
 
 
 def task_names(tasks: int) -> list[str]:
     return [f"synth_{_KINDS[index % len(_KINDS)][0]}_{index:02d}" for index in range(tasks)]
+
+
+def group_task_names(group_tasks: int) -> list[str]:
+    """The leaf tasks of `synth_group`."""
+    return [f"synth_grouped_mc_{index:02d}" for index in range(group_tasks)]
+
+
+def _task_group(group_tasks: int) -> TaskGroup:
+    """`synth_group` over `group_tasks` leaves; with four or more, the first half form `synth_subgroup`."""
+    aggregates = tuple(AggregateSpec(metric) for metric in _GROUP_METRICS)
+    leaves = [
+        Task(TaskConfig(task=name, output_type="multiple_choice", dataset_path="synthetic", data_files=None))
+        for name in group_task_names(group_tasks)
+    ]
+    if group_tasks < 4:
+        return TaskGroup(GROUP, tuple(leaves), aggregates)
+    half = group_tasks // 2
+    inner = TaskGroup(SUBGROUP, tuple(leaves[:half]), aggregates)
+    return TaskGroup(GROUP, (inner, *leaves[half:]), aggregates)
 
 
 def _task_documents(rng: np.random.Generator, task: str, samples: int, groups: Sequence[str]) -> dict:
@@ -86,12 +115,23 @@ def generate_store(
     groups: Sequence[str] = ("group_a", "group_b", "group_c"),
     seed: int = 0,
     bootstrap_resamples: int = 200,
+    group_tasks: int = 0,
+    group_every: int = 2,
 ) -> list[str]:
-    """Write `runs` runs of `tasks` tasks with `samples` documents each; returns their run ids."""
+    """Write `runs` runs of `tasks` tasks with `samples` documents each; returns their run ids.
+
+    With `group_tasks`, every `group_every`-th run (the first one included) also evaluates the group
+    `synth_group` of that many more tasks; the others do not. Without it, the store is the same as ever.
+    """
     store = ResultStore(root)
     rng = np.random.default_rng(seed)
     names = task_names(tasks)
     documents = {task: _task_documents(rng, task, samples, groups) for task in names}
+    # The group draws from its own generator, so the other tasks' numbers do not depend on it.
+    group_rng = np.random.default_rng(seed + 1)
+    task_group = _task_group(group_tasks) if group_tasks else None
+    grouped_names = group_task_names(group_tasks)
+    group_documents = {task: _task_documents(group_rng, task, samples, groups) for task in grouped_names}
     environment = record_provenance(settings=RunSettings(seed=seed), model={"adapter": "synthetic"})
     run_ids = []
     for index in range(runs):
@@ -100,10 +140,15 @@ def generate_store(
         skill = 0.3 * experiment - 0.5 + 0.35 * math.log1p(step / 500) + rng.normal(0, 0.05)
         run_id = f"synth-{index:04d}-e{experiment}-s{step}"
         results: list[TaskResults] = []
-        for task_index, task in enumerate(names):
-            kind, metric_names = _KINDS[task_index % len(_KINDS)]
-            docs = documents[task]
-            stats, predictions, logprobs = _run_statistics(rng, kind, docs, skill)
+        grouped = task_group is not None and index % max(1, group_every) == 0
+        evaluated = [
+            (task, _KINDS[task_index % len(_KINDS)], documents[task], rng)
+            for task_index, task in enumerate(names)
+        ]
+        if grouped:
+            evaluated += [(task, _KINDS[0], group_documents[task], group_rng) for task in grouped_names]
+        for task, (kind, metric_names), docs, task_rng in evaluated:
+            stats, predictions, logprobs = _run_statistics(task_rng, kind, docs, skill)
             metrics = [get_metric(name) for name in metric_names]
             scores = [
                 score(metric, stats[metric.name], bootstrap_resamples=bootstrap_resamples, seed=0)
@@ -123,12 +168,23 @@ def generate_store(
                 for doc in range(samples)
             ]
             results.append(TaskResults(task, "1.0", scores, docs_of_run))
-        provenance = replace(environment, details={"skill": round(skill, 4)})
+        details: dict[str, object] = {"skill": round(skill, 4)}
+        aggregates: list[TaskResults] = []
+        if grouped and task_group is not None:
+            by_task = {result.name: result.scores for result in results}
+            for group in (task_group, *task_group.subgroups()):
+                aggregates.append(TaskResults(group.name, "1.0", group_scores(group, by_task)))
+            details["groups"] = {
+                group.name: [leaf.name for leaf in group.leaf_tasks()]
+                for group in (task_group, *task_group.subgroups())
+            }
+        provenance = replace(environment, details=details)
         store.write(
             assemble_run(
                 model=f"synth-model-{experiment}",
                 model_fingerprint=f"{experiment:064x}",
                 results=results,
+                aggregates=aggregates,
                 provenance=provenance,
                 experiment=f"experiment-{experiment}",
                 step=step,

@@ -17,6 +17,7 @@ import streamlit as st
 from harness.errors import HarnessError
 from harness.leaderboard.diff import TaskDifferences, task_differences
 from harness.leaderboard.ranking import Leaderboard, LeaderboardFilters, build_leaderboard
+from harness.leaderboard.task_groups import TaskGroups, task_groups
 from harness.store import (
     StoreData,
     StoreListing,
@@ -33,6 +34,7 @@ __all__ = [
     "cached_differences",
     "cached_leaderboard",
     "cached_samples",
+    "cached_task_groups",
     "configured_store",
     "pick_run",
     "run_label",
@@ -90,6 +92,17 @@ def store_data() -> StoreData | None:
     return data
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _cached_task_groups(key: str, _runs: pd.DataFrame) -> TaskGroups:
+    del key  # the listing's digest identifies `_runs`
+    return task_groups(_runs)
+
+
+def cached_task_groups(data: StoreData) -> TaskGroups:
+    """The task groups the store's runs recorded (none for stores written before groups)."""
+    return _cached_task_groups(data.key, data.runs)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cached_leaderboard(
     key: str,
@@ -98,9 +111,12 @@ def _cached_leaderboard(
     filters: LeaderboardFilters,
     rank_by: str | None,
     _scores: pd.DataFrame,
+    _groups: TaskGroups,
 ) -> Leaderboard:
-    del key  # identifies `_scores`, which is too large to hash on every rerun
-    return build_leaderboard(_scores, metric=metric, rows=rows, filters=filters, rank_by=rank_by)
+    del key  # identifies `_scores` and `_groups`, which are too large to hash on every rerun
+    return build_leaderboard(
+        _scores, metric=metric, rows=rows, filters=filters, rank_by=rank_by, groups=_groups
+    )
 
 
 def cached_leaderboard(
@@ -111,8 +127,10 @@ def cached_leaderboard(
     filters: LeaderboardFilters,
     rank_by: str | None = None,
 ) -> Leaderboard:
-    """`build_leaderboard` over the store's scores, computed once per store state and options."""
-    return _cached_leaderboard(data.key, metric, rows, filters, rank_by, data.scores)
+    """`build_leaderboard` over the store's scores and groups, computed once per store state and options."""
+    return _cached_leaderboard(
+        data.key, metric, rows, filters, rank_by, data.scores, cached_task_groups(data)
+    )
 
 
 @st.cache_data(show_spinner="Reading samples…", max_entries=_SAMPLE_CACHE_ENTRIES)

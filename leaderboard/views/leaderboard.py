@@ -1,4 +1,8 @@
-"""Leaderboard page: runs or models × tasks for one metric, with intervals, rank groups and filters."""
+"""Leaderboard page: runs or models × tasks for one metric, with intervals, rank groups and filters.
+
+A task group is one column (its aggregate); its members are shown on demand in a second table below
+("Tasks of a group"), so the main table's columns are exactly the ones ranked.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +18,22 @@ from harness.leaderboard.ranking import (
     RANK,
     Leaderboard,
     LeaderboardFilters,
+    column_label,
     display_table,
+    group_choices,
+    member_table,
     metric_choices,
     rank_choices,
 )
-from harness.leaderboard.ui import cached_leaderboard, store_data
+from harness.leaderboard.task_groups import TaskGroups
+from harness.leaderboard.ui import cached_leaderboard, cached_task_groups, store_data
 from harness.store import StoreData
 
 PRIMARY = "primary metric of each task"
+INTERVAL = "95% CI"  # the suffix of `display_table`'s interval columns at its default confidence
 
 
-def _filters(data: StoreData) -> LeaderboardFilters:
+def _filters(data: StoreData, groups: TaskGroups) -> LeaderboardFilters:
     runs = data.runs  # one row per run: cheaper than the scores for the choices offered here
     with st.expander("Filters", expanded=False):
         left, middle, right = st.columns(3)
@@ -32,7 +41,12 @@ def _filters(data: StoreData) -> LeaderboardFilters:
             "Experiments", sorted(runs["experiment"].dropna().astype(str).unique()), key="lb_experiments"
         )
         models = middle.multiselect("Models", sorted(runs["model"].astype(str).unique()), key="lb_models")
-        tasks = right.multiselect("Tasks", sorted(data.scores["task"].astype(str).unique()), key="lb_tasks")
+        tasks = right.multiselect(
+            "Tasks",
+            sorted(data.scores["task"].astype(str).unique()),
+            format_func=lambda task: f"{task} (group)" if groups.is_group(task) else task,
+            key="lb_tasks",
+        )
         days = runs["created_at"].dt.date
         first, last = days.min(), days.max()
         chosen = st.date_input(
@@ -52,7 +66,9 @@ def _filters(data: StoreData) -> LeaderboardFilters:
     )
 
 
-def _column_config(columns: list[str], tasks: tuple[str, ...], metrics: dict[str, str]) -> dict[str, Any]:
+def _column_config(
+    columns: list[str], tasks: tuple[str, ...], metrics: dict[str, str], groups: TaskGroups
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         RANK: st.column_config.NumberColumn(
             RANK, help="Rank group: 1 + rows whose interval is entirely better"
@@ -61,7 +77,13 @@ def _column_config(columns: list[str], tasks: tuple[str, ...], metrics: dict[str
         "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     }
     for task in tasks:
-        config[task] = st.column_config.NumberColumn(task, format="%.4f", help=f"metric: {metrics[task]}")
+        label = column_label(task, metrics[task])
+        described = f"metric: {metrics[task]}"
+        if groups.is_group(task):
+            described += f"; the aggregate of a group of {len(groups.leaves[task])} tasks"
+        config[task] = st.column_config.NumberColumn(label, format="%.4f", help=described)
+        if label != task and f"{task} {INTERVAL}" in columns:
+            config[f"{task} {INTERVAL}"] = st.column_config.TextColumn(f"{label} {INTERVAL}")
     if AVERAGE in columns:
         config[AVERAGE] = st.column_config.NumberColumn(AVERAGE, format="%.4f")
     return config
@@ -79,7 +101,45 @@ def _explain(board: Leaderboard, count: int, rows: str) -> str:
         else " No average: the tasks show different metrics."
     )
     ranked = f"ranked by {board.rank_by} ({better} is better)"
-    return f"{count} {rows} × {len(board.tasks)} tasks, {ranked}. {rule}{average}"
+    grouped = [task for task in board.tasks if task in board.members]
+    counted = ""
+    if len(grouped) == 1:
+        counted = f" ({grouped[0]} is a group, counted as one task)"
+    elif grouped:
+        counted = f" ({', '.join(grouped)} are groups, each counted as one task)"
+    return f"{count} {rows} × {len(board.tasks)} tasks{counted}, {ranked}. {rule}{average}"
+
+
+def _drill_down(board: Leaderboard, groups: TaskGroups, show_intervals: bool) -> None:
+    """A second table for one chosen group: its aggregate, then its sub-groups' and tasks' values."""
+    choices = group_choices(board)
+    if not choices:
+        return
+    group = st.selectbox(
+        "Tasks of a group",
+        list(choices),
+        index=None,
+        format_func=lambda name: choices.get(name, name),
+        placeholder="Choose a group to show its tasks",
+        help="The leaderboard ranks a group as one task; its tasks are listed here and not ranked",
+        key="lb_group",
+    )
+    if group is None or group not in choices:
+        return
+    table = member_table(board, group, show_intervals=show_intervals)
+    columns = (group, *board.members[group])
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config=_column_config(list(table.columns), columns, dict(board.metrics), groups),
+    )
+    subgroups = [member for member in board.members[group] if groups.is_group(member)]
+    inner = f" (sub-groups: {', '.join(subgroups)}; choose one to see its tasks)" if subgroups else ""
+    st.caption(
+        f"{choices[group]}: the group's aggregate, then its members{inner}, in the leaderboard's order "
+        f"and rank. The members are not ranked: the leaderboard counts {group} as one task."
+    )
 
 
 def main() -> None:
@@ -87,11 +147,14 @@ def main() -> None:
     data = store_data()
     if data is None:
         return
+    groups = cached_task_groups(data)
     controls = st.columns([2, 1, 2, 2])
-    metric_label = controls[0].selectbox("Metric", [PRIMARY, *metric_choices(data.scores)], key="lb_metric")
+    metric_label = controls[0].selectbox(
+        "Metric", [PRIMARY, *metric_choices(data.scores, groups)], key="lb_metric"
+    )
     rows = controls[1].radio("Rows", ["runs", "models"], horizontal=True, key="lb_rows")
     controls[3].text_input("Search", key="lb_search", placeholder="model, experiment or run id")
-    filters = _filters(data)
+    filters = _filters(data, groups)
     metric = None if metric_label == PRIMARY else str(metric_label)
     board = cached_leaderboard(data, metric=metric, rows=str(rows), filters=filters)
     if board.table.empty:
@@ -110,7 +173,7 @@ def main() -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            **_column_config(list(shown.columns), board.tasks, dict(board.metrics)),
+            **_column_config(list(shown.columns), board.tasks, dict(board.metrics), groups),
             **human_column_config(shown.columns),
         },
     )
@@ -124,6 +187,7 @@ def main() -> None:
         mime="text/csv",
         key="lb_download",
     )
+    _drill_down(board, groups, show_intervals)
 
 
 if __name__ == "__main__":
