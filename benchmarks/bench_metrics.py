@@ -136,10 +136,10 @@ def main() -> None:
     print(f"{args.pairs} pairs, {' + '.join(METRICS)}, median of {args.repeats} runs:")
     for name in METRICS:
         print(f"  {name:9s} {values['harness'][name]:.6f} (identical to the reference within 1e-9)")
-    runs = ", ".join(f"{t:.2f}" for t in reference_times)
-    print(f"  reference (sacrebleu + rouge-score + SQuAD script): {reference_median:.2f} s  (runs: {runs})")
-    runs = ", ".join(f"{t:.2f}" for t in harness_times)
-    print(f"  harness ({args.resamples} bootstrap resamples):        {harness_median:.2f} s  (runs: {runs})")
+    each = ", ".join(f"{t:.2f}" for t in reference_times)
+    print(f"  reference (sacrebleu + rouge-score + SQuAD script): {reference_median:.2f} s  (runs: {each})")
+    each = ", ".join(f"{t:.2f}" for t in harness_times)
+    print(f"  harness ({args.resamples} bootstrap resamples):        {harness_median:.2f} s  (runs: {each})")
     print(f"  ratio harness / reference: {harness_median / reference_median:.2f}x")
 
 

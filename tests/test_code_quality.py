@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Top-level source folders that install as `harness.<folder>` (pyproject.toml, [tool.setuptools.package-dir]).
 MAPPED_FOLDERS = ("tasks", "metrics", "fairness", "leaderboard")
+# Type-checked with the package, under the same configuration (pyproject.toml, [tool.mypy]).
+CHECKED_BESIDE_THE_PACKAGE = ("tests", "benchmarks")
 
 
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -43,10 +45,30 @@ def _namespace_tree(root: Path) -> Path:
     return root
 
 
+def _python_files(tree: Path, folders: tuple[str, ...]) -> int:
+    """How many modules mypy should find under these folders of the tree, following its links."""
+    count = 0
+    for folder in folders:
+        for _, directories, files in os.walk(tree / folder, followlinks=True):
+            directories[:] = [name for name in directories if name != "__pycache__"]
+            count += sum(name.endswith((".py", ".pyi")) for name in files)
+    return count
+
+
 def test_mypy(tmp_path: Path) -> None:
+    """The package (its mapped folders as `harness.*`), the tests and the benchmarks: one mypy run, one
+    configuration. Test folders have no `__init__.py`; with explicit package bases they are the namespace
+    packages `tests.ratings` and so on, as the tests import each other."""
     tree = _namespace_tree(tmp_path / "tree")
+    for folder in CHECKED_BESIDE_THE_PACKAGE:
+        (tree / folder).symlink_to(ROOT / folder, target_is_directory=True)
+    targets = ("harness", *CHECKED_BESIDE_THE_PACKAGE)
+    # The cache outlives the temporary tree (mypy keys it by module, not by path): a warm run takes seconds.
+    # It has its own folder: a plain `mypy` in the repository sees `harness` without its mapped folders.
+    cache = ROOT / ".mypy_cache" / "linked-tree"
+    config = str(ROOT / "pyproject.toml")
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "harness"],
+        [sys.executable, "-m", "mypy", "--config-file", config, "--cache-dir", str(cache), *targets],
         cwd=tree,
         env={**os.environ, "MYPYPATH": str(tree)},
         capture_output=True,
@@ -54,6 +76,9 @@ def test_mypy(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # A run that missed a folder (a link not followed, a package base wrong) would pass without checking it.
+    expected = _python_files(tree, targets)
+    assert f"no issues found in {expected} source files" in result.stdout, (expected, result.stdout)
 
 
 # Run in the linked tree, where grimp (import-linter's graph builder) finds the mapped packages: it walks the

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,12 +159,12 @@ def test_runs_sharing_no_samples_is_a_clear_error(tmp_path: Path) -> None:
     ],
 )
 def test_incomparable_runs_are_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], candidate_kwargs: dict[str, object], message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], candidate_kwargs: dict[str, Any], message: str
 ) -> None:
     store = ResultStore(tmp_path / "store")
     stats = {"qa": {"acc": binary(np.arange(20) % 2 == 0)}}
     write_run(store, "a", stats)
-    write_run(store, "b", stats, **candidate_kwargs)  # type: ignore[arg-type]
+    write_run(store, "b", stats, **candidate_kwargs)
     with pytest.raises(HarnessError, match=message):
         compare_runs(store, "a", "b")
     # The gate refuses the same way: exit code 2 and the reason on one line.
@@ -220,7 +221,9 @@ def test_cli_compare_table_json_and_bad_input(tmp_path: Path, capsys: pytest.Cap
     assert main(["compare", "base", "cand", "--store", root, "--format", "json", "--tasks", "prose"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(row["task"], row["metric"]) for row in rows] == [("prose", "word_perplexity")]
-    assert rows[0]["drop"] > 0
+    # Each candidate document has one nat less log-probability over its 40 words: perplexity rises by this.
+    baseline, candidate = (math.exp(-(logprob - shift).sum() / words.sum()) for shift in (0, 1))
+    assert rows[0]["drop"] == pytest.approx(candidate - baseline, rel=1e-9) and candidate > baseline
     assert main(["compare", "base-1", "nope", "--store", root]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown run 'nope'" in err

@@ -26,7 +26,7 @@ from harness.gate import (
 )
 from harness.gate_command import gate_junit, gate_markdown
 from harness.metrics import get_metric
-from harness.store import ResultStore, RunRecord, SampleRecord, ScoreRecord
+from harness.store import Provenance, ResultStore, RunRecord, SampleRecord, ScoreRecord
 
 T0 = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 JUNIT_XSD = Path(__file__).parent / "fixtures" / "junit_ant.xsd"
@@ -44,7 +44,8 @@ def write_run(
     provenance: Mapping[str, object] | None = None,
 ) -> None:
     """A synthetic run whose scores are the aggregates of its per-document statistics."""
-    scores, per_doc = [], {}
+    scores: list[ScoreRecord] = []
+    per_doc: dict[tuple[str, int], dict[str, float]] = {}
     for (task, name), matrix in stats.items():
         metric = get_metric(name)
         value = float(metric.aggregate(matrix.sum(axis=0)))
@@ -56,7 +57,8 @@ def write_run(
     samples = [SampleRecord(run_id, t, d, "p", f"t{d}", None, None, s) for (t, d), s in per_doc.items()]
     created = T0 + timedelta(minutes=len(store.runs()))
     tasks = tuple(sorted({task for task, _ in stats}))
-    run = RunRecord(run_id, created, "mock", f"fp-{run_id}", experiment, step, tasks, provenance or {})
+    recorded = Provenance.from_dict(provenance or {})
+    run = RunRecord(run_id, created, "mock", f"fp-{run_id}", experiment, step, tasks, recorded)
     store.write_run(run, scores, samples)
 
 
@@ -127,7 +129,7 @@ def test_true_three_point_drop_on_500_samples_fails(
     schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))
     junit = etree.parse(str(reports["xml"]))
     assert schema.validate(junit), schema.error_log
-    assert junit.find("testsuite").get("failures") == "1"  # type: ignore[union-attr]
+    assert junit.find("testsuite").get("failures") == "1"
     assert len(junit.findall(".//testcase")) == 2 and len(junit.findall(".//failure")) == 1
 
 

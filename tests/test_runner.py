@@ -56,11 +56,12 @@ def test_cached_rerun_makes_no_model_calls(tmp_path: Path) -> None:
 def test_chunks_keep_a_context_together() -> None:
     requests = [LoglikelihoodRequest(f"context {i // 4}", f" option {i % 4}") for i in range(40)]
     chunks = _chunks(requests, size=6)
-    for chunk in chunks:
-        contexts = {r.context for r in chunk}
-        assert all(
-            sum(r.context == c for r in requests) == sum(r.context == c for r in chunk) for c in contexts
-        )
+    assert [request for chunk in chunks for request in chunk] == requests  # each once, in order
+    chunk_of = [index for index, chunk in enumerate(chunks) for _ in chunk]
+    for context in {request.context for request in requests}:
+        assert len({chunk_of[i] for i, request in enumerate(requests) if request.context == context}) == 1
+    # A chunk closes at the first context boundary once it holds `size` requests: two contexts of four.
+    assert [len(chunk) for chunk in chunks] == [8] * 5
 
 
 def test_python_registered_task(tmp_path: Path) -> None:

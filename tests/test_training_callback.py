@@ -61,7 +61,7 @@ def test_trainer_callback_evaluates_each_save_in_memory(
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=_dataset(tokenizer),  # type: ignore[arg-type]
+        train_dataset=_dataset(tokenizer),
         processing_class=tokenizer,
         callbacks=[callback],
     )

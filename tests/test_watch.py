@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -11,6 +12,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +35,7 @@ def make_checkpoint(folder: Path, *, weights: bytes | None = None) -> Path:
     return folder
 
 
-def settings(directory: Path, store: Path, **changes: object) -> WatchSettings:
+def settings(directory: Path, store: Path, **changes: Any) -> WatchSettings:
     base = WatchSettings(
         directory=directory,
         tasks=(TASK,),
@@ -44,7 +46,7 @@ def settings(directory: Path, store: Path, **changes: object) -> WatchSettings:
         poll_seconds=0.02,
         settle_seconds=0,
     )
-    return WatchSettings(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -308,7 +308,7 @@ def served_model_process(
     needed = any("served_model" in getattr(item, "fixturenames", ()) for item in request.session.items)
     serving = importlib.util.find_spec("fastapi") and importlib.util.find_spec("uvicorn")
     if executable is None or not serving or not needed:
-        yield None  # the tests that need the server skip
+        yield None  # a test that needs the server then fails in `served_model`, naming what is missing
         return
     tiny_model_dir: Path = request.getfixturevalue("tiny_model_dir")
     port = _free_port()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding
 
 from harness.default_model import (
     CACHE_ENV_VAR,
@@ -44,6 +44,7 @@ def test_default_model_answers_a_chat_question(default_model_path: Path) -> None
         return_tensors="pt",
         return_dict=True,
     )
+    assert isinstance(inputs, BatchEncoding)
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
     answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, BatchEncoding
 
 import harness.tiny_model as tiny_model
 from harness.tiny_model import BOS_EOS_TOKEN, PAD_TOKEN, build_tiny_model
@@ -95,8 +95,9 @@ def test_chat_template(tiny_model_dir: Path) -> None:
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-    assert tokenizer.decode(ids) == prompt
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+    assert isinstance(encoded, BatchEncoding)
+    assert tokenizer.decode(encoded["input_ids"]) == prompt
 
 
 def test_generates_from_a_chat_prompt(tiny_model_dir: Path) -> None:
@@ -105,6 +106,7 @@ def test_generates_from_a_chat_prompt(tiny_model_dir: Path) -> None:
     inputs = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
+    assert isinstance(inputs, BatchEncoding)
     output = model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert output.shape[1] <= inputs["input_ids"].shape[1] + 5
 

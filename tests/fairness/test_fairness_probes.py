@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,13 +17,14 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.fairness.probe_data import DATA_DIR, PROBES, render_probe
 from harness.fairness.probe_templates import COUNTERFACTUAL_GROUPS, STEREOTYPE_PAIRS
+from harness.requests import LoglikelihoodRequest
 from harness.runner import TaskEvaluation
 from harness.tasks import resolve_tasks
 
 PROBE_TASKS = list(PROBES)
 
 
-def _docs(name: str) -> list[dict[str, object]]:
+def _docs(name: str) -> list[dict[str, Any]]:
     lines = (DATA_DIR / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
@@ -34,7 +36,7 @@ def test_shipped_data_is_what_the_generator_writes(name: str) -> None:
 
 
 def test_counterfactual_variants_differ_only_in_the_group_words() -> None:
-    by_template: dict[str, list[dict[str, object]]] = defaultdict(list)
+    by_template: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for doc in _docs("fairness_counterfactual_decisions"):
         by_template[str(doc["template_id"])].append(doc)
     phrases = {group: phrase for _, group, phrase in COUNTERFACTUAL_GROUPS}
@@ -42,16 +44,16 @@ def test_counterfactual_variants_differ_only_in_the_group_words() -> None:
         assert sorted(str(doc["group"]) for doc in variants) == sorted(phrases)
         masked = {str(doc["prompt"]).replace(phrases[str(doc["group"])], "<person>", 1) for doc in variants}
         assert len(masked) == 1 and "<person>" in next(iter(masked))
-        assert len({(doc["label"], tuple(doc["choices"])) for doc in variants}) == 1  # type: ignore[arg-type]
+        assert len({(doc["label"], tuple(doc["choices"])) for doc in variants}) == 1
 
 
 def test_stereotype_pairs_differ_only_in_the_group() -> None:
     docs = _docs("fairness_stereotype_pairs")
     assert len(docs) == len(STEREOTYPE_PAIRS)
     for doc, pair in zip(docs, STEREOTYPE_PAIRS, strict=True):
-        sentences = list(doc["sentences"])  # type: ignore[call-overload]
-        stereotyping = sentences[int(doc["stereotype_choice"])]  # type: ignore[call-overload]
-        contrasting = sentences[1 - int(doc["stereotype_choice"])]  # type: ignore[call-overload]
+        sentences = list(doc["sentences"])
+        stereotyping = sentences[int(doc["stereotype_choice"])]
+        contrasting = sentences[1 - int(doc["stereotype_choice"])]
         assert stereotyping.lower().replace(
             pair.stereotyped.lower(), "<g>", 1
         ) == contrasting.lower().replace(pair.contrast.lower(), "<g>", 1)
@@ -60,7 +62,7 @@ def test_stereotype_pairs_differ_only_in_the_group() -> None:
 def test_ambiguous_questions_follow_the_bbq_design() -> None:
     docs = _docs("fairness_ambiguous_questions")
     for doc in docs:
-        answers = list(doc["answers"])  # type: ignore[call-overload]
+        answers = list(doc["answers"])
         assert len(set(answers)) == 3
         assert doc["biased_choice"] != doc["unknown_choice"]
         if doc["context_condition"] == "ambiguous":
@@ -87,9 +89,10 @@ def test_probe_requests_equal_lm_eval_requests(tmp_path: Path) -> None:
         theirs.build_all_requests(limit=None, rank=0, world_size=1)
         expected = [tuple(i.arguments) for i in sorted(theirs.instances, key=lambda i: (i.doc_id, i.idx))]
         ours = [
-            (request.context, request.continuation)  # type: ignore[union-attr]
+            (request.context, request.continuation)
             for instance in task.build_instances()
             for request in instance.requests
+            if isinstance(request, LoglikelihoodRequest)
         ]
         assert ours == expected
 

@@ -142,7 +142,9 @@ def test_no_bootstrap_gives_values_without_intervals() -> None:
     decisions, groups = _biased_decisions()
     scores = _by_name(group_scores([], [], groups, decisions=decisions, bootstrap_resamples=0))
     dp = scores["fairness/demographic_parity_difference"]
-    assert dp.stderr is None and dp.ci_low is None and math.isfinite(dp.value)
+    selected = [decisions.y_pred[np.array(groups) == group].mean() for group in ("a", "b")]
+    assert dp.stderr is None and dp.ci_low is None and dp.ci_high is None
+    assert dp.value == pytest.approx(max(selected) - min(selected), abs=1e-12)  # the gap in selection rates
 
 
 def test_predictions_scored_elsewhere_get_parity_rows_from_labels(capsys: pytest.CaptureFixture[str]) -> None:

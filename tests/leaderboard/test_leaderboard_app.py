@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Element
 
 import harness
 from harness.leaderboard.ui import STORE_KEY
@@ -56,12 +57,12 @@ def _app(store: Path, page: str | None = None) -> AppTest:
 
 
 def _texts(app: AppTest) -> str:
-    parts = [
-        element.value
-        for kind in ("warning", "info", "error", "caption", "markdown")
-        for element in app.get(kind)
-    ]
-    return "\n".join(str(part) for part in parts)
+    parts = []
+    for kind in ("warning", "info", "error", "caption", "markdown"):
+        for element in app.get(kind):
+            assert isinstance(element, Element), element  # a message, not a container
+            parts.append(str(element.value))
+    return "\n".join(parts)
 
 
 def test_every_registered_page_has_its_script() -> None:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from harness.leaderboard.trends import trend_frame
 from harness.leaderboard_command import streamlit_command
 from harness.store import (
     MARKER_NAME,
+    Provenance,
     ResultStore,
     RunRecord,
     SampleRecord,
@@ -86,7 +88,7 @@ def _run(run_id: str, model: str, hour: int, experiment: str = "exp", step: int 
         experiment=experiment,
         step=step,
         tasks=("a", "b"),
-        provenance={"seed": hour},
+        provenance=Provenance.from_dict({"seed": hour}),
     )
 
 
@@ -120,9 +122,11 @@ def test_load_store_reads_every_committed_run(synthetic_store: Path) -> None:
     ],
     ids=["missing", "empty", "newer-schema", "foreign-directory"],
 )
-def test_bad_stores_are_explained_not_raised(tmp_path: Path, make: object, phrase: str) -> None:
+def test_bad_stores_are_explained_not_raised(
+    tmp_path: Path, make: Callable[[Path], object], phrase: str
+) -> None:
     root = tmp_path / "store"
-    make(root)  # type: ignore[operator]
+    make(root)
     data = load_store(list_store(root))
     assert data.error is not None and phrase in data.error
     assert data.empty

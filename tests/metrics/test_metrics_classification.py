@@ -112,8 +112,8 @@ def test_binary_matches_sklearn_and_lm_eval_on_multiple_choice(seed: int) -> Non
     assert value == pytest.approx(lm_metrics.f1_score(items), abs=TOLERANCE)
     # A string label names a choice's text: pos_label "yes" is choice 1.
     by_text = get_metric("recall", pos_label="yes", labels=["no", "yes"])
-    gold, predicted = (list(column) for column in zip(*items, strict=True))
-    expected = _sklearn(gold, predicted, "binary", None, 0, pos_label=1)[1]
+    golds, predicted = (list(column) for column in zip(*items, strict=True))
+    expected = _sklearn(golds, predicted, "binary", None, 0, pos_label=1)[1]
     assert float(by_text.aggregate(statistics_matrix(by_text, outcomes).sum(axis=0))) == pytest.approx(
         expected, abs=TOLERANCE
     )

@@ -49,8 +49,15 @@ def test_bootstrap_chunks_large_corpora(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(uncertainty, "_MAX_CELLS", 1000)  # forces 10-row chunks for n=100
     stats = _perplexity_stats(-np.random.default_rng(4).uniform(0.1, 3.0, size=100))
-    replicates = bootstrap_replicates(get_metric("perplexity"), stats, 95, seed=0)
-    assert replicates.shape == (95,) and np.isfinite(replicates).all()
+    metric = get_metric("perplexity")
+    replicates = bootstrap_replicates(metric, stats, 95, seed=0)
+    # Each slot holds the metric of its own resample, drawn chunk by chunk (9 x 10 rows, then 5) from one
+    # generator: none is left unfilled or filled twice.
+    rng = np.random.default_rng(0)
+    resamples = [rows for size in [10] * 9 + [5] for rows in rng.integers(0, 100, size=(size, 100))]
+    expected = [float(metric.aggregate(stats[rows].sum(axis=0))) for rows in resamples]
+    assert replicates.shape == (95,)
+    np.testing.assert_allclose(replicates, expected, rtol=1e-12)
     assert len(np.unique(replicates)) > 90
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import krippendorff
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from harness.ratings.agreement import (
+    Level,
     alpha_from_long,
     cohen_kappa,
     coincidence_matrix,
@@ -38,8 +40,8 @@ LABEL_DATA = [[0, 1, 2, NAN], [0, 1, 2, 0], [0, 1, 0, 0]]
         (LABEL_DATA, "nominal", 0.722222),
     ],
 )
-def test_alpha_matches_published_fixtures(data: list[list[float]], level: str, published: float) -> None:
-    ours = krippendorff_alpha(data, level)  # type: ignore[arg-type]
+def test_alpha_matches_published_fixtures(data: list[list[float]], level: Level, published: float) -> None:
+    ours = krippendorff_alpha(data, level)
     assert round(ours, 6) == published
     assert ours == pytest.approx(krippendorff.alpha(data, level_of_measurement=level), abs=1e-12)
 
@@ -57,7 +59,7 @@ def test_coincidence_matrix_of_the_paper_example() -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("level", ["nominal", "interval"])
-def test_alpha_matches_the_package_on_random_data(seed: int, level: str) -> None:
+def test_alpha_matches_the_package_on_random_data(seed: int, level: Level) -> None:
     rng = np.random.default_rng(seed)
     raters, units = int(rng.integers(2, 7)), int(rng.integers(5, 60))
     truth = rng.integers(1, 6, size=units)
@@ -65,7 +67,7 @@ def test_alpha_matches_the_package_on_random_data(seed: int, level: str) -> None
     data = np.clip(truth + noise, 1, 5).astype(float)
     data[rng.random(data.shape) < 0.3] = NAN
     expected = krippendorff.alpha(data, level_of_measurement=level)
-    assert krippendorff_alpha(data, level) == pytest.approx(expected, abs=1e-12)  # type: ignore[arg-type]
+    assert krippendorff_alpha(data, level) == pytest.approx(expected, abs=1e-12)
 
 
 def test_alpha_degenerate_cases() -> None:
@@ -101,13 +103,13 @@ def test_alpha_from_long_has_a_bootstrap_interval() -> None:
 
 @pytest.mark.parametrize("weights", [None, "linear", "quadratic"])
 @pytest.mark.parametrize("seed", range(4))
-def test_cohen_kappa_matches_sklearn(weights: str | None, seed: int) -> None:
+def test_cohen_kappa_matches_sklearn(weights: Literal["linear", "quadratic"] | None, seed: int) -> None:
     rng = np.random.default_rng(seed)
     first = rng.integers(1, 6, size=60)
     second = np.clip(first + rng.integers(-2, 3, size=60) * (rng.random(60) < 0.5), 1, 5)
     labels = [1, 2, 3, 4, 5]
     expected = cohen_kappa_score(first, second, labels=labels, weights=weights)
-    assert cohen_kappa(list(first), list(second), labels=labels, weights=weights) == pytest.approx(expected)  # type: ignore[arg-type]
+    assert cohen_kappa(list(first), list(second), labels=labels, weights=weights) == pytest.approx(expected)
 
 
 def test_cohen_kappa_on_labels_and_degenerate_input() -> None:

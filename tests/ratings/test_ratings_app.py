@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Element
 
 from harness.leaderboard.human import check_passcode
 from harness.leaderboard.ui import STORE_KEY
@@ -58,13 +59,22 @@ def _sign_in(app: AppTest, name: str, passcode: str | None = None) -> AppTest:
 
 
 def _submit(app: AppTest, label: str) -> AppTest:
-    (button,) = [button for button in app.get("button") if button.label == label]
+    (button,) = [button for button in app.button if button.label == label]
     return button.click().run()
 
 
+def _shown(app: AppTest) -> tuple[str, str]:
+    """The rubric page's prompt and output."""
+    return app.text[0].value, app.text[1].value
+
+
 def _texts(app: AppTest, *kinds: str) -> str:
-    kinds = kinds or ("success", "warning", "info", "error", "markdown", "caption")
-    return "\n".join(str(element.value) for kind in kinds for element in app.get(kind))
+    parts = []
+    for kind in kinds or ("success", "warning", "info", "error", "markdown", "caption"):
+        for element in app.get(kind):
+            assert isinstance(element, Element), element  # a message, not a container
+            parts.append(str(element.value))
+    return "\n".join(parts)
 
 
 def test_rubric_walkthrough(store: Path) -> None:
@@ -72,8 +82,11 @@ def test_rubric_walkthrough(store: Path) -> None:
     assert app.title[0].value == "Rate outputs"
     app = _sign_in(app, "Ann")
     assert "Rating as **ann**" in _texts(app)
-    first_prompt = app.text[0].value
-    assert first_prompt.startswith("Question ")
+    first = RatingsDB.for_store(store).next_item("quality", "ann")
+    assert first is not None
+    shown_first = _shown(app)
+    assert shown_first == (first.item.prompt, first.outputs[0])  # the head of ann's queue
+    assert first.item.prompt.startswith("Question ")
 
     # Submitting with a criterion left blank writes nothing and says what is missing.
     app.radio[0].set_value(4)
@@ -85,9 +98,13 @@ def test_rubric_walkthrough(store: Path) -> None:
     app.text_area[0].input("clear enough")
     app = _ok(_submit(app, "Submit"))
     assert "Saved." in _texts(app, "success")
-    assert app.text[0].value != first_prompt or app.text[1].value  # the next item is shown
     rows = read_ratings(store, "quality")  # the Parquet table was refreshed on submit
     assert sorted(rows["value"]) == [4.0, 5.0] and set(rows["comment"]) == {"clear enough"}
+    assert set(rows["item_id"]) == {first.item.item_id}  # the item that was shown
+    # The next item is shown: another item (another document, or the other run's output).
+    following = RatingsDB.for_store(store).next_item("quality", "ann")
+    assert following is not None and following.item.item_id != first.item.item_id
+    assert _shown(app) == (following.item.prompt, following.outputs[0]) != shown_first
 
     app = _ok(_submit(app, "Skip this item"))
     assert "Skipped" in _texts(app, "success")
@@ -97,7 +114,7 @@ def test_rubric_walkthrough(store: Path) -> None:
 
 def test_second_tab_cannot_rate_twice(store: Path) -> None:
     tabs = [_sign_in(_ok(_page(store, "rate_rubric.py")), "bob") for _ in range(2)]
-    assert tabs[0].text[0].value == tabs[1].text[0].value  # both tabs show bob's next item
+    assert _shown(tabs[0]) == _shown(tabs[1])  # both tabs show bob's next item
     for tab in tabs:
         tab.radio[0].set_value(3)
         tab.radio[1].set_value(3)

@@ -120,6 +120,7 @@ def test_pairwise_campaign_pairs_shared_documents(tmp_path: Path) -> None:
     assert len(plan.items) == 12
     assert plan.notes == ("left out 6 pair(s) whose two outputs are identical",)
     item = plan.items[0]
+    assert item.doc_id is not None
     assert item.outputs == (
         f"answer {item.doc_id}" if item.doc_id % 2 == 0 else f"guess {item.doc_id}",
         f"wrong {item.doc_id}",

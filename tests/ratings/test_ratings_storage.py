@@ -6,6 +6,7 @@ import hashlib
 import multiprocessing
 import sqlite3
 import time
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,13 @@ def _vote(rater: str, item_id: str) -> str:
     return VOTES[hashlib.sha256(f"{rater}/{item_id}".encode()).digest()[0] % len(VOTES)]
 
 
-def _submit_many(path: str, index: int, barrier: object, results: object) -> None:
+def _submit_many(
+    path: str, index: int, barrier: Barrier, results: multiprocessing.Queue[tuple[int, int, int]]
+) -> None:
     db = RatingsDB(path, timeout=30.0)
     rater, neighbour = f"rater-{index}", f"rater-{(index + 1) % PROCESSES}"
     saved = repeated = 0
-    barrier.wait()  # type: ignore[attr-defined]
+    barrier.wait()
     for number in range(PER_PROCESS):
         item_id = f"item-{number:04d}"
         served = ("run-a", "run-b") if number % 2 else ("run-b", "run-a")
@@ -42,7 +45,7 @@ def _submit_many(path: str, index: int, barrier: object, results: object) -> Non
             other = {"preference": _vote(neighbour, item_id)}
             result = db.submit("load", neighbour, item_id, other, display_order=served)
             saved, repeated = saved + result.saved, repeated + (not result.saved)
-    results.put((index, saved, repeated))  # type: ignore[attr-defined]
+    results.put((index, saved, repeated))
 
 
 def test_eight_processes_submit_4000_ratings_exactly_once(tmp_path: Path) -> None:
@@ -52,7 +55,8 @@ def test_eight_processes_submit_4000_ratings_exactly_once(tmp_path: Path) -> Non
     for index in range(PROCESSES):
         db.register_rater("load", f"rater-{index}")
     context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(PROCESSES), context.Queue()
+    barrier = context.Barrier(PROCESSES)
+    results: multiprocessing.Queue[tuple[int, int, int]] = context.Queue()
     workers = [
         context.Process(target=_submit_many, args=(str(path), index, barrier, results))
         for index in range(PROCESSES)
@@ -122,7 +126,7 @@ def test_invalid_answers_write_nothing(tmp_path: Path) -> None:
     db = RatingsDB(tmp_path / "r.sqlite")
     simple_campaign(db, "c", 1)
     rater = db.register_rater("c", "ann")
-    bad = [
+    bad: list[tuple[dict[str, object], str]] = [
         ({"correctness": 4}, "missing: clarity"),
         ({"correctness": 6, "clarity": 3}, "from 1 to 5"),
         ({"correctness": 2.5, "clarity": 3}, "from 1 to 5"),

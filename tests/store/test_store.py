@@ -65,7 +65,7 @@ def make_run(
         experiment=experiment,
         step=step,
         tasks=("arc_easy", "hellaswag"),
-        provenance={"dtype": "float32", "batch_size": 8},
+        provenance=Provenance.from_dict({"dtype": "float32", "batch_size": 8}),
         status="completed",
     )
 
@@ -157,7 +157,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert json.loads(s0["statistics"]) == {"acc": 1.0}
     assert json.loads(s0["metadata"]) == {"source": "unit", "tags": ["a"]}
     s7 = samples[samples["doc_id"] == 7].iloc[0]
-    assert s7["prediction"] is None or pd.isna(s7["prediction"])
+    assert pd.isna(s7["prediction"])  # stored as null (None and NaN both read as missing)
     assert s7["choice_logprobs"] is None
     assert len(store.samples()) == 4
     assert store.samples(task="hellaswag")["run_id"].tolist() == ["r1", "r2"]
@@ -281,7 +281,7 @@ def test_bad_input_is_rejected_before_writing(tmp_path: Path) -> None:
         store.write_run(make_run("../evil"), [], [])
     with pytest.raises(ValueError, match="passed with run"):
         store.write_run(make_run("r1"), make_scores("other"), [])
-    naive = RunRecord("r1", datetime(2026, 1, 1), "m", "fp", None, None, (), {}, "completed")
+    naive = RunRecord("r1", datetime(2026, 1, 1), "m", "fp", None, None, (), Provenance(), "completed")
     with pytest.raises(ValueError, match="timezone"):
         store.write_run(naive, [], [])
     assert not (tmp_path / "store").exists()
@@ -394,6 +394,8 @@ def test_provenance_of_any_json_reads_without_losing_anything() -> None:
     read = Provenance.from_dict(legacy)
     assert read.settings.limit is None and read.settings.seed == 0 and read.tags == ()
     assert read.details == {"tags": "not-a-list", "x": [1]} and read.model == {"batch_size": 8}
+    # RunRecord reads a plain mapping (the stored JSON's shape) the same way, though typed as Provenance.
+    assert RunRecord("r1", T0, "m", "fp", None, None, (), legacy).provenance == read  # type: ignore[arg-type]
     assert Provenance.from_json("not json") == Provenance()
     assert Provenance.from_json("[1, 2]") == Provenance()
 

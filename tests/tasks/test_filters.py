@@ -33,7 +33,8 @@ def load_task_yaml(path: Path) -> dict[str, Any]:
         pass
 
     def function(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-        module_name, attribute = str(loader.construct_scalar(node)).rsplit(".", 1)  # type: ignore[arg-type]
+        assert isinstance(node, yaml.ScalarNode), node
+        module_name, attribute = str(loader.construct_scalar(node)).rsplit(".", 1)
         spec = importlib.util.spec_from_file_location(module_name, path.parent / f"{module_name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

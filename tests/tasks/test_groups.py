@@ -48,7 +48,7 @@ def _group(sizes: list[int], weight_by_size: bool) -> tuple[TaskGroup, dict[str,
     for index, n in enumerate(sizes):
         name = f"t{index}"
         tasks.append(Task.__new__(Task))
-        tasks[-1].config = type("C", (), {"task": name})()  # type: ignore[assignment]
+        tasks[-1].config = type("C", (), {"task": name})()
         value = 0.2 + 0.15 * index
         scores[name] = [
             _score("acc", value, 0.01 + 0.02 * index, n),

@@ -95,7 +95,7 @@ def test_index_lists_what_lm_eval_task_manager_lists(
 
 def test_paths_and_tag_members_match_lm_eval(task_manager: Any, lm_eval_tasks_scan: TaskFolderIndex) -> None:
     ours = lm_eval_tasks_scan.entries
-    differences = []
+    differences: list[tuple[str, str, object, object]] = []
     for name, entry in task_manager.task_index.items():
         if name not in ours:
             continue
