@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 import pandas as pd
 
-from harness.cli_support import format_scores, parse_generation_kwargs, parse_model_args
+from harness.cli_support import (
+    batch_size_arg,
+    format_scores,
+    parse_generation_kwargs,
+    parse_model_args,
+    seed_arg,
+)
 from harness.errors import HarnessError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 
 
+EXIT_FOUND = 1  # `harness store check` found files no reader can use (and did not move them)
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE: `harness scores | head -1`
+# Errors of the filesystem a user can fix (a read-only or full store, a folder they may not write to):
+# one line, like any bad input, instead of a traceback.
+USER_FIXABLE_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
+    """argparse, but a usage error is one line on stderr and exit code 2, and flags are never
+    abbreviated (`--task` must not silently mean `--tasks`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"harness: error: {message} (see '{self.prog} --help')\n")
@@ -77,6 +101,30 @@ def _command_scores(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_store_check(args: argparse.Namespace) -> int:
+    from harness.store import check_store, default_store_path
+
+    root = Path(args.store) if args.store else default_store_path()
+    if not root.is_dir():
+        raise HarnessError(f"no results store at {root}")
+    result = check_store(root, repair=args.repair)
+    for finding in result.findings:
+        print(finding.describe(root))
+    if result.clean:
+        print(f"{root}: clean ({result.runs} runs, no damaged or orphaned parts, no stale temp files)")
+        return EXIT_OK
+    counts = ", ".join(
+        f"{len(result.of_kind(kind))} {kind}"
+        for kind in ("damaged", "orphaned", "stale temp")
+        if result.of_kind(kind)
+    )
+    if result.repaired:
+        print(f"{root}: moved {counts} file(s) into {result.quarantine}; {result.runs} runs read cleanly")
+        return EXIT_OK
+    print(f"{root}: found {counts} file(s); `harness store check --store {root} --repair` moves them aside")
+    return EXIT_FOUND
+
+
 def _command_tasks(args: argparse.Namespace) -> int:
     from harness.tasks.registry import list_tasks
 
@@ -99,7 +147,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "harness.ratings_command": ("ratings",),
     "harness.score_command": ("score",),
 }
-BUILT_IN_COMMANDS = ("run", "scores", "tasks")
+BUILT_IN_COMMANDS = ("run", "scores", "store", "tasks")
 
 
 def _requested_command(argv: Sequence[str] | None) -> str | None:
@@ -156,8 +204,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="tag the run (repeatable); select it with tag:NAME",
     )
     run.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents per task")
-    run.add_argument("--batch-size", default=None, help="N or auto")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--batch-size", type=batch_size_arg, default=None, help="N or auto")
+    run.add_argument("--seed", type=seed_arg, default=0, help="0 to 4294967295 (default 0)")
     run.add_argument("--bootstrap-resamples", type=int, default=1000)
     run.add_argument("--no-cache", action="store_true", help="ignore and do not fill the request cache")
     run.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -169,6 +217,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     scores.add_argument("--run", default=None, help="only this run id")
     scores.add_argument("--format", choices=["table", "json", "csv"], default="table")
     scores.set_defaults(handler=_command_scores)
+
+    store = commands.add_parser("store", help="look after a results store")
+    store_commands = store.add_subparsers(
+        dest="store_command", metavar="check", required=True, parser_class=_Parser
+    )
+    check = store_commands.add_parser(
+        "check", help="list damaged parts, orphaned parts and stale temp files (exit 1 if any)"
+    )
+    check.add_argument(
+        "--store", default=None, help="results store folder (default $HARNESS_STORE or ./harness_store)"
+    )
+    check.add_argument(
+        "--repair", action="store_true", help="move what was found into STORE/_quarantine/ (never deleted)"
+    )
+    check.set_defaults(handler=_command_store_check)
 
     tasks = commands.add_parser("tasks", help="list available tasks")
     tasks.add_argument("--include-path", action="append", default=[])
@@ -182,16 +245,67 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _store_warnings(stream: TextIO) -> Iterator[None]:
+    """Store warnings (a damaged part skipped) as one `harness: warning:` line each, once each."""
+    from harness.store import DamagedPartWarning
+
+    shown: set[str] = set()
+    original = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, DamagedPartWarning):
+            original(message, category, filename, lineno, file, line)
+            return
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            stream.write(f"harness: warning: {text}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DamagedPartWarning)
+        warnings.showwarning = show
+        yield
+
+
+def _error(message: str, debug: bool, exc: BaseException | None = None) -> int:
+    if debug and exc is not None:
+        traceback.print_exception(exc)
+    sys.stderr.write(f"harness: error: {message}\n")
+    return EXIT_BAD_INPUT
+
+
+def _quiet_stdout() -> None:
+    # The reader of our output is gone (`| head -1`): point stdout at /dev/null so the interpreter's
+    # final flush does not complain about the pipe a second time.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
-        return int(args.handler(args))
+        with _store_warnings(sys.stderr):
+            return int(args.handler(args))
     except HarnessError as error:
-        if args.debug:
-            traceback.print_exc()
         message = str(error).splitlines()[0] if str(error) else repr(error)
-        sys.stderr.write(f"harness: error: {message}\n")
-        return EXIT_BAD_INPUT
+        return _error(message, args.debug, error)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as error:
+        if error.errno not in USER_FIXABLE_ERRNOS:
+            raise
+        where = f": {error.filename}" if error.filename else ""
+        return _error(f"{error.strerror or error}{where}", args.debug, error)
     except KeyboardInterrupt:
         sys.stderr.write("harness: interrupted\n")
         return 130

@@ -3,6 +3,7 @@ printing score tables. It sits below all of them, so a command module never impo
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,29 @@ from harness.metric_names import lm_eval_key, split_metric_name
 
 if TYPE_CHECKING:
     import pandas as pd
+
+SEED_MAX = 2**32 - 1
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of every `--seed`: a whole number from 0 to 2**32 - 1 (numpy's seed range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {SEED_MAX}, got '{text}'")
+    return value
+
+
+def batch_size_arg(text: str) -> str:
+    """argparse type of `--batch-size`: a positive whole number or `auto` (kept as text for --model-args)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number or auto, got '{text}'")
+    return str(int(text))
+
 
 SCORE_COLUMNS = ["run_id", "model", "task", "metric", "value", "stderr", "ci_low", "ci_high", "n"]
 
@@ -64,4 +88,12 @@ def format_scores(frame: pd.DataFrame, output_format: str) -> str:
     return str(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
-__all__ = ["SCORE_COLUMNS", "format_scores", "parse_generation_kwargs", "parse_model_args"]
+__all__ = [
+    "SCORE_COLUMNS",
+    "SEED_MAX",
+    "batch_size_arg",
+    "format_scores",
+    "parse_generation_kwargs",
+    "parse_model_args",
+    "seed_arg",
+]

@@ -31,7 +31,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write via `write(file)` to a dot-named temp file next to `target`, fsync, then rename."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    # The writer's pid in the name lets `harness store check` tell a live writer's file from a dead one's.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
     # Not tempfile.mkstemp: its 0600 mode would make the finished file private to this user,
     # whereas os.open honours the umask like any ordinary file.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cli_support import parse_model_args
+from harness.cli_support import batch_size_arg, parse_model_args, seed_arg
 from harness.compare import MetricComparison, compare
 from harness.errors import HarnessError
 from harness.files import atomic_write_text
@@ -317,7 +317,7 @@ def add_parser(commands: Any) -> None:
     compare.add_argument("--confidence", type=float, default=0.95)
     for parser in (compare, gate := commands.add_parser("gate", help="fail on a significant regression")):
         parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", type=seed_arg, default=0)
         parser.add_argument(
             "--ignore-harness-version",
             action="store_true",
@@ -348,7 +348,7 @@ def add_parser(commands: Any) -> None:
     watch.add_argument("--tasks", default=None, help="names or YAML files, comma separated")
     watch.add_argument("--adapter", default="hf", help="adapter that loads a checkpoint folder (default hf)")
     watch.add_argument("--model-args", nargs="+", default=[], metavar="KEY=VALUE")
-    watch.add_argument("--batch-size", default=None, help="N or auto")
+    watch.add_argument("--batch-size", type=batch_size_arg, default=None, help="N or auto")
     watch.add_argument("--include-path", action="append", default=[], help="folder of task YAML files")
     watch.add_argument("--store", default=None, help=store_help)
     watch.add_argument("--experiment", default=None, help="experiment name (default: the folder's name)")
@@ -356,7 +356,7 @@ def add_parser(commands: Any) -> None:
         "--tag", action="append", default=[], metavar="NAME", help="tag every run (repeatable)"
     )
     watch.add_argument("--limit", type=int, default=None)
-    watch.add_argument("--seed", type=int, default=0)
+    watch.add_argument("--seed", type=seed_arg, default=0)
     watch.add_argument("--poll-seconds", type=float, default=30.0)
     watch.add_argument("--settle-seconds", type=float, default=10.0, help="wait until files stop changing")
     watch.add_argument("--once", action="store_true", help="evaluate what is there now, then exit")

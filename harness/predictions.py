@@ -320,6 +320,8 @@ def score(
         metric_args = [metric_args]
     if bootstrap_resamples < 0:
         raise HarnessError("--bootstrap-resamples must be 0 or more")
+    if not 0 <= seed < 2**32:
+        raise HarnessError("--seed must be a whole number from 0 to 4294967295")
     result_store = ResultStore(Path(store) if store is not None else default_store_path())
     if write:
         result_store.runs()  # a path that is not a store, or a newer store, fails before any work

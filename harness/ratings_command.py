@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.cli_support import seed_arg
 from harness.ratings.analysis import CampaignSummary, summarize
 from harness.ratings.campaign import load_gold, plan_campaign
 from harness.ratings.correlation import sample_metric_values
@@ -200,7 +201,9 @@ def add_parser(commands: Any) -> None:
     campaign.add_argument(
         "--raters", default=None, help="only these raters, comma separated (default: anyone)"
     )
-    campaign.add_argument("--seed", type=int, default=0, help="fixes the document sample and rater orders")
+    campaign.add_argument(
+        "--seed", type=seed_arg, default=0, help="fixes the document sample and rater orders"
+    )
     campaign.add_argument("--description", default=None)
     _common(campaign)
     campaign.set_defaults(handler=_command_campaign)
@@ -220,6 +223,6 @@ def add_parser(commands: Any) -> None:
     summary.add_argument("--format", choices=["table", "json"], default="table")
     summary.add_argument("--keep-flagged", action="store_true", help="keep raters who failed gold checks")
     summary.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for intervals")
-    summary.add_argument("--seed", type=int, default=0)
+    summary.add_argument("--seed", type=seed_arg, default=0)
     _common(summary)
     summary.set_defaults(handler=_command_summary)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from harness.cli_support import format_scores
+from harness.cli_support import format_scores, seed_arg
 
 
 def add_parser(commands: Any) -> None:
@@ -45,7 +45,7 @@ def add_parser(commands: Any) -> None:
         metavar="NAME",
         help="tag the run (repeatable); select with tag:NAME",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_arg, default=0)
     parser.add_argument("--bootstrap-resamples", type=int, default=1000)
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
     parser.set_defaults(handler=command_score)

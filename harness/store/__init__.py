@@ -12,11 +12,14 @@ Files are never rewritten in place: each part is written to a dot-named temp fil
 directory and moved into place with `os.replace`, so a reader sees either a whole file or none.
 Dataset readers skip dot-files, and temp names do not end in `.parquet`, so DuckDB's
 `*.parquet` glob (which does match dot-files) skips them too. Scores and samples of a run whose
-runs row is missing (a writer killed mid-run) are invisible to every reader here.
+runs row is missing (a writer killed mid-run) are invisible to every reader here, and so is
+`root/_quarantine/`, where `check_store(root, repair=True)` moves damaged and orphaned parts.
 
 This package alone knows the store's files. Its parts:
 
-* `layout`: the marker, the tables' schemas, part file names, the store check.
+* `layout`: the marker, the tables' schemas, part file names, the marker check.
+* `check`: `check_store`, finding damaged and orphaned parts and stale temp files, and moving them
+  into `_quarantine/` (`harness store check --repair`).
 * `records`: typed runs, provenance, scores and samples; `assemble_run` and `record_provenance`, the one
   way a run is put together (by `harness.evaluate`, `harness.score` and the synthetic stores).
 * `statistics`: the one codec of per-document statistics keys (`metric/statistic`).
@@ -28,6 +31,7 @@ This package alone knows the store's files. Its parts:
 
 from __future__ import annotations
 
+from harness.store.check import DEFAULT_STALE_AFTER, StoreCheck, StoreFinding, check_store
 from harness.store.layout import (
     CACHE_FILE_NAMES,
     MARKER_NAME,
@@ -38,6 +42,7 @@ from harness.store.layout import (
     new_run_id,
 )
 from harness.store.reader import (
+    DamagedPartWarning,
     StoreData,
     StoreListing,
     list_store,
@@ -61,17 +66,19 @@ from harness.store.records import (
     normalise_tags,
     record_provenance,
 )
-from harness.store.result_store import ResultStore, write_part
+from harness.store.result_store import ResultStore, write_error, write_part
 from harness.store.selectors import SELECTOR_HELP, resolve_run
 
 __all__ = [
     "CACHE_FILE_NAMES",
+    "DEFAULT_STALE_AFTER",
     "MARKER_NAME",
     "SCHEMA_VERSION",
     "SELECTOR_HELP",
     "STORE_FORMAT",
     "TABLES",
     "AssembledRun",
+    "DamagedPartWarning",
     "Document",
     "Provenance",
     "ResultStore",
@@ -79,11 +86,14 @@ __all__ = [
     "RunSettings",
     "SampleRecord",
     "ScoreRecord",
+    "StoreCheck",
     "StoreData",
+    "StoreFinding",
     "StoreListing",
     "TaskResults",
     "Versions",
     "assemble_run",
+    "check_store",
     "default_store_path",
     "list_store",
     "load_samples",
@@ -95,5 +105,6 @@ __all__ = [
     "record_provenance",
     "resolve_run",
     "sample_counts",
+    "write_error",
     "write_part",
 ]

@@ -111,11 +111,19 @@ def run_id_of(name: str) -> str | None:
     return None
 
 
+QUARANTINE_DIR = "_quarantine"  # `harness store check --repair` moves damaged files here; no reader looks
+
+
+def is_temp_name(name: str) -> bool:
+    """A writer's temp file (`harness.files.atomic_write`): dot-named, ending in `.tmp`."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def marker_text() -> str:
     return json.dumps({"schema_version": SCHEMA_VERSION, "format": STORE_FORMAT}, indent=2) + "\n"
 
 
-def check_store(root: Path) -> bool:
+def validate_store(root: Path) -> bool:
     """True for a valid store, False for nothing (or an empty directory) at root; else HarnessError."""
     if not root.exists():
         return False

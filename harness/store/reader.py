@@ -4,17 +4,23 @@ Part files are read with pyarrow against the table's schema, so a part written b
 reads that column as nulls. A run is complete when its `runs` part exists (written last); parts of other
 tables without one belong to a run still being written, or to a killed writer, and stay invisible.
 
-`ResultStore`'s methods raise on a part they cannot read. The leaderboard reads through `list_store`
-and `load_store` instead, which skip such a part and say so (`StoreData.problems`), so one damaged file
-does not hide every other run; `StoreListing.key` (part names, sizes and modification times) is what it
-caches on, so a run committed while the app is open shows up on the next rerun.
+A damaged part (not Parquet, truncated, a column of the wrong type, or a runs part whose row does not
+match its name) never hides the other runs: a read of every run skips it with one `DamagedPartWarning`
+naming the part (the CLI prints it as one `harness: warning:` line), and `harness store check --repair`
+moves it aside. A read of one named run (`ResultStore.scores(run_id)`, `load_samples`) raises
+HarnessError naming the part instead, since what was asked for cannot be given. The leaderboard reads
+through `list_store` and `load_store`, which also list the skipped parts in `StoreData.problems` for the
+page; `StoreListing.key` (part names, sizes and modification times) is what it caches on, so a run
+committed while the app is open shows up on the next rerun.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+import re
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +34,14 @@ from harness.store.layout import (
     RUNS_SCHEMA,
     SAMPLES_SCHEMA,
     SCORES_SCHEMA,
-    check_store,
     part_name,
     part_path,
     run_id_of,
+    validate_store,
 )
 
 __all__ = [
+    "DamagedPartWarning",
     "StoreData",
     "StoreListing",
     "list_store",
@@ -52,6 +59,46 @@ RUN_COLUMNS_FOR_SCORES = ["model", "experiment", "step", "created_at"]
 
 # (table, file name, size in bytes, modification time in ns): enough to notice a new or replaced part.
 PartEntry = tuple[str, str, int, int]
+# Checks the rows read from some part files (their paths given); returns what is wrong, or None.
+PartCheck = Callable[[pa.Table, Sequence[str]], "str | None"]
+
+
+# pyarrow's "Could not open Parquet input source '<path>': " repeats the path the message names anyway.
+_SOURCE_PREFIX = re.compile(r"^Could not open Parquet input source '[^']*': ")
+
+
+class DamagedPartWarning(UserWarning):
+    """A part file that could not be read (or holds what its name says it cannot) was skipped."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# What was already said: each damaged part is reported once per process, however many reads skip it
+# (Python's own once-per-location registry is reset whenever a library touches the warning filters).
+_WARNED: set[str] = set()
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """An exception's text as one short line (pyarrow's messages can span many lines)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def warn_damaged(root: str | Path, table: str, item: str) -> None:
+    """Say, once per process, that the `table` part `item` (`name: reason`) was skipped."""
+    name, _, reason = item.partition(": ")
+    path = os.path.join(root, table, name)
+    message = (
+        f"skipped the damaged {table} part {path} ({reason or 'unreadable'}); "
+        f"`harness store check --store {root} --repair` moves it aside"
+    )
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    # warn_explicit with no source file: Python prints it as one line, not the line of code below it.
+    warnings.warn_explicit(DamagedPartWarning(message, path), DamagedPartWarning, "harness", 0)
 
 
 @dataclass(frozen=True)
@@ -146,14 +193,35 @@ def _dataset(
     return dataset.to_table(filter=filt, columns=None if columns is None else list(columns))
 
 
+def check_runs_parts(table: pa.Table, paths: Sequence[str]) -> str | None:
+    """A runs part holds exactly one row, of the run its name carries, with every required field set.
+
+    Anything else (a part copied under another name, rows written by a broken tool) would show a run
+    whose scores and samples cannot be found, or a run that is not there."""
+    expected = sorted(run_id_of(Path(path).name) or "" for path in paths)
+    if "run_id" in table.column_names:
+        found = sorted(str(value) for value in table.column("run_id").to_pylist())
+        if found != expected:
+            if len(found) != len(paths):
+                return f"holds {len(found)} rows, not 1 per run"
+            return f"holds run {found[0]!r}, not the run its name carries"
+    required = [f.name for f in RUNS_SCHEMA if not f.nullable and f.name in table.column_names]
+    for name in required:
+        if table.column(name).null_count:
+            return f"its required column {name!r} is empty"
+    return None
+
+
 def read_parts(
     schema: pa.Schema,
     paths: Sequence[str],
     *,
     filt: ds.Expression | None = None,
     columns: Sequence[str] | None = None,
+    check: PartCheck | None = None,
 ) -> tuple[pa.Table, list[str]]:
-    """The rows of these part files, and `name: reason` for each part that could not be read.
+    """The rows of these part files, and `name: reason` for each part that could not be read
+    (or whose rows `check` finds wrong).
 
     All parts are read together; only when that fails are they read one by one to find the bad ones.
     """
@@ -161,16 +229,25 @@ def read_parts(
     if not paths:
         return empty, []
     try:
-        return _dataset(schema, paths, filt, columns), []
+        together = _dataset(schema, paths, filt, columns)
+        if check is None or check(together, paths) is None:
+            return together, []
     except (OSError, pa.ArrowException):
-        tables, unreadable = [], []
-        for path in paths:
-            try:
-                tables.append(_dataset(schema, [path], filt, columns))
-            except (OSError, pa.ArrowException) as error:
-                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                unreadable.append(f"{Path(path).name}: {reason}")
-        return (pa.concat_tables(tables) if tables else empty), unreadable
+        pass
+    tables, unreadable = [], []
+    for path in paths:
+        try:
+            part = _dataset(schema, [path], filt, columns)
+        except (OSError, pa.ArrowException) as error:
+            reason = one_line(_SOURCE_PREFIX.sub("", str(error), count=1))  # the part is named already
+            unreadable.append(f"{Path(path).name}: {reason or type(error).__name__}")
+            continue
+        problem = None if check is None else check(part, [path])
+        if problem is None:
+            tables.append(part)
+        else:
+            unreadable.append(f"{Path(path).name}: {problem}")
+    return (pa.concat_tables(tables) if tables else empty), unreadable
 
 
 def read_table(
@@ -180,17 +257,27 @@ def read_table(
     keys: Sequence[str] | None = None,
     *,
     filt: ds.Expression | None = None,
+    strict: bool = False,
 ) -> pa.Table:
-    """Every part of `table`, or the parts of `keys` that exist (run ids; campaign ids for ratings);
-    a part that cannot be read raises HarnessError."""
+    """Every part of `table`, or the parts of `keys` that exist (run ids; campaign ids for ratings).
+
+    A part that cannot be read is skipped with a `DamagedPartWarning`, or, with `strict` (a read of
+    parts asked for by name), raises HarnessError naming it."""
     if keys is None:
         names = sorted(name for _, name, _, _ in part_entries(root, table))
     else:
         names = [part_name(key) for key in keys]
     paths = [path for path in (os.path.join(root, table, name) for name in names) if os.path.isfile(path)]
-    result, unreadable = read_parts(schema, paths, filt=filt)
-    if unreadable:
-        raise HarnessError(f"cannot read the {table} part {unreadable[0]} in results store {root}")
+    check = check_runs_parts if table == "runs" else None
+    result, unreadable = read_parts(schema, paths, filt=filt, check=check)
+    if unreadable and strict:
+        name, _, reason = unreadable[0].partition(": ")
+        raise HarnessError(
+            f"the {table} part {os.path.join(root, table, name)} is damaged ({reason}); "
+            f"`harness store check --store {root}` lists what is wrong"
+        )
+    for item in unreadable:
+        warn_damaged(root, table, item)
     return result
 
 
@@ -231,7 +318,7 @@ def load_store(listing: StoreListing) -> StoreData:
             root, f"There is no results store at {root}. Run `harness run --store {root}` first."
         )
     try:
-        valid = check_store(Path(root))
+        valid = validate_store(Path(root))
     except HarnessError as error:
         return _empty_data(root, _sentence(str(error)))
     if not valid:
@@ -240,11 +327,16 @@ def load_store(listing: StoreListing) -> StoreData:
     # A run is committed when its runs part exists; its other parts may be missing or unreadable.
     with_scores = set(listing.run_ids("scores"))
     with_samples = set(listing.run_ids("samples"))
-    runs_table, bad_runs = read_parts(RUNS_SCHEMA, listing.paths("runs", set(listing.run_ids("runs"))))
+    runs_table, bad_runs = read_parts(
+        RUNS_SCHEMA, listing.paths("runs", set(listing.run_ids("runs"))), check=check_runs_parts
+    )
     runs = runs_frame(runs_table)
     run_ids = set(runs["run_id"].astype(str))
     scores_table, bad_scores = read_parts(SCORES_SCHEMA, listing.paths("scores", run_ids & with_scores))
 
+    for table, items in (("runs", bad_runs), ("scores", bad_scores)):
+        for item in items:
+            warn_damaged(root, table, item)
     problems = [f"Skipped an unreadable runs part, {item}" for item in bad_runs]
     problems += [
         f"Run {run_id} has no scores table part; it is listed but has no numbers."

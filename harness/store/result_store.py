@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,14 +24,14 @@ from harness.store.layout import (
     SCHEMAS,
     SCORES_SCHEMA,
     TABLES,
-    check_store,
     marker_text,
     part_path,
+    validate_store,
 )
 from harness.store.reader import join_runs, read_table, runs_frame, to_frame
 from harness.store.records import AssembledRun, Provenance, RunRecord, SampleRecord, ScoreRecord
 
-__all__ = ["ResultStore", "write_part"]
+__all__ = ["ResultStore", "write_error", "write_part"]
 
 
 def _to_json(value: Mapping[str, Any]) -> str:
@@ -105,6 +106,12 @@ def write_part(root: str | Path, table: str, key: str, data: pa.Table) -> Path:
     return target
 
 
+def write_error(root: str | Path, error: OSError) -> str:
+    """One line for a write the filesystem refused: read-only store, no permission, disk full."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"cannot write to results store {root}: {error.strerror or error}{where}"
+
+
 def _run_record(row: Mapping[str, Any]) -> RunRecord:
     step = row["step"]
     experiment = row["experiment"]
@@ -136,7 +143,7 @@ class ResultStore:
     def _create(self) -> None:
         # The marker goes first: another process creating the same store concurrently then
         # sees either an empty directory or a valid store, never a half-made one.
-        if not check_store(self.root):
+        if not validate_store(self.root):
             self.root.mkdir(parents=True, exist_ok=True)
             atomic_write(self.root / MARKER_NAME, lambda handle: handle.write(marker_text().encode("utf-8")))
         # Always, not only after writing the marker: a concurrent creator may have written the
@@ -160,12 +167,20 @@ class ResultStore:
         runs_table = _runs_table(run)
         scores_table = _scores_table(scores)
         samples_table = _samples_table(samples)
-        self._create()
-        if part_path(self.root, "runs", run.run_id).exists():
-            raise HarnessError(f"run {run.run_id} already exists in results store {self.root}")
-        write_part(self.root, "samples", run.run_id, samples_table)
-        write_part(self.root, "scores", run.run_id, scores_table)
-        write_part(self.root, "runs", run.run_id, runs_table)
+        written: list[Path] = []
+        try:
+            self._create()
+            if part_path(self.root, "runs", run.run_id).exists():
+                raise HarnessError(f"run {run.run_id} already exists in results store {self.root}")
+            for table, data in (("samples", samples_table), ("scores", scores_table), ("runs", runs_table)):
+                written.append(write_part(self.root, table, run.run_id, data))
+        except OSError as error:
+            # A full disk or a read-only store: take back the parts already written (each part's own
+            # temp file is gone already), so the store holds the whole run or none of it.
+            for path in reversed(written):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            raise HarnessError(write_error(self.root, error) + "; nothing of the run was stored") from error
 
     def write(self, assembled: AssembledRun) -> None:
         """Commit a run made by `assemble_run`."""
@@ -173,16 +188,25 @@ class ResultStore:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def _read(self, table: str, run_ids: Sequence[str] | None, filt: ds.Expression | None = None) -> pa.Table:
-        return read_table(self.root, table, SCHEMAS[table], run_ids, filt=filt)
+    def _read(
+        self,
+        table: str,
+        run_ids: Sequence[str] | None,
+        filt: ds.Expression | None = None,
+        *,
+        strict: bool = False,
+    ) -> pa.Table:
+        # Reads of every run skip a damaged part with a warning; a read of one named run (strict)
+        # cannot give what was asked for and says which part is damaged.
+        return read_table(self.root, table, SCHEMAS[table], run_ids, filt=filt, strict=strict)
 
     def _runs(self, run_id: str | None) -> pd.DataFrame:
         directory = self.root / "runs"
-        if not check_store(self.root) or not directory.is_dir():
+        if not validate_store(self.root) or not directory.is_dir():
             return runs_frame(RUNS_SCHEMA.empty_table())
         if run_id is not None:
             # One run's part file is found by name, so a single-run read stays cheap in big stores.
-            frame = runs_frame(self._read("runs", [run_id]))
+            frame = runs_frame(self._read("runs", [run_id], strict=True))
             return frame[frame["run_id"] == run_id].reset_index(drop=True)
         return runs_frame(self._read("runs", None))
 
@@ -197,7 +221,8 @@ class ResultStore:
     def scores(self, run_id: str | None = None) -> pd.DataFrame:
         """Score rows of committed runs, with each run's model, experiment, step and created_at."""
         runs = self._runs(run_id)
-        return join_runs(to_frame(self._read("scores", runs["run_id"].tolist())), runs)
+        scores = self._read("scores", runs["run_id"].tolist(), strict=run_id is not None)
+        return join_runs(to_frame(scores), runs)
 
     def samples(self, run_id: str | None = None, task: str | None = None) -> pd.DataFrame:
         """Per-document rows of committed runs, oldest run first; JSON strings stay as stored
@@ -206,4 +231,4 @@ class ResultStore:
         filt = ds.field("run_id").isin(ids)
         if task is not None:
             filt = filt & (ds.field("task") == task)
-        return to_frame(self._read("samples", ids, filt))
+        return to_frame(self._read("samples", ids, filt, strict=run_id is not None))

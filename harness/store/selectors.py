@@ -8,6 +8,8 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.store.layout import RUN_ID_RE, RUNS_SCHEMA, part_path
+from harness.store.reader import read_table
 from harness.store.result_store import ResultStore
 
 __all__ = ["SELECTOR_HELP", "resolve_run"]
@@ -73,4 +75,7 @@ def resolve_run(store: ResultStore, selector: str) -> str:
         return str(prefixed[0])
     if len(prefixed) > 1:
         raise HarnessError(f"run id prefix '{selector}' matches {len(prefixed)} runs; give more of it")
+    if RUN_ID_RE.match(selector) and part_path(store.root, "runs", selector).is_file():
+        # Its runs part is there but was skipped as damaged: say that, not "unknown run".
+        read_table(store.root, "runs", RUNS_SCHEMA, [selector], strict=True)
     raise HarnessError(f"unknown run '{selector}' in {store.root} (select with {SELECTOR_HELP})")
