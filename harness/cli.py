@@ -294,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(_requested_command(argv)).parse_args(argv)
     try:
         with _store_warnings(sys.stderr):
-            return int(args.handler(args))
+            code = int(args.handler(args))
+        # Flushed here, not at interpreter exit, so a reader that has gone away is caught below.
+        sys.stdout.flush()
+        return code
     except HarnessError as error:
         message = str(error).splitlines()[0] if str(error) else repr(error)
         return _error(message, args.debug, error)
