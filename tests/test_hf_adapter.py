@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import harness
 from harness.adapters import load_adapter, wrap_model
 from harness.adapters.hf import HFAdapter, _rolling_windows
+from harness.adapters.hf_packed import PrefixMemo, packing_supported, plan_prefixes, score_packed
+from harness.adapters.hf_scoring import ContextGroup, score_shared_contexts
 from harness.errors import HarnessError
 from harness.requests import (
     ChatMessage,
@@ -52,6 +55,108 @@ def test_shared_context_scores_equal_full_sequences(adapter: HFAdapter) -> None:
             _direct_logprob(adapter, context_ids, continuation_ids), rel=1e-5
         )
         assert result.num_tokens == len(continuation_ids)
+
+
+FEWSHOT = "".join(
+    f"Question: what comes after {word}?\nAnswer: the next one\n\n" for word in ("one", "two", "three")
+)
+QUESTIONS = ["what is red?", "who wrote it?", "where is Paris?", "why?", "when did it rain?", "is it big?"]
+ANSWERS = [" yes", " no", " the one in the middle", " Paris, France"]
+
+
+def test_plan_finds_token_prefixes_and_leaves_a_token_to_score() -> None:
+    shared = tuple(range(100, 160))
+    contexts = [(*shared, 1, 2), (*shared, 3), (5, 6, 7), shared, (*shared, 1, 2, 9)]
+    plan = plan_prefixes(contexts, min_saving=100)
+    clustered = {length: sorted(members) for length, members in plan if length}
+    # `shared` itself keeps its last token outside the prefix, so the prefix is one token shorter.
+    assert clustered == {len(shared) - 1: [0, 1, 3, 4]}
+    assert [members for length, members in plan if not length] == [[2]]
+    # A prefix that saves too little is not worth batches of its own.
+    assert all(length == 0 for length, _ in plan_prefixes(contexts, min_saving=10_000))
+
+
+def test_shared_prefix_path_equals_the_plain_path(adapter: HFAdapter) -> None:
+    """Few-shot contexts share their examples as a token prefix: encoded once, then reused, same numbers."""
+    requests = [
+        LoglikelihoodRequest(FEWSHOT + f"Question: {q}\nAnswer:", a) for q in QUESTIONS for a in ANSWERS
+    ]
+    encoded = [adapter.encode_pair(r.context, r.continuation) for r in requests]
+    contexts = list(dict.fromkeys(context for context, _ in encoded))
+    (length, members), *_ = plan_prefixes(contexts)
+    assert length > 40 and len(members) == len(QUESTIONS)  # one cluster: the prefix is really shared
+    assert packing_supported(adapter.model, adapter.device)
+
+    results = adapter.loglikelihood(requests)
+    groups = [
+        ContextGroup(context, tuple(dict.fromkeys(c for x, c in encoded if x == context)))
+        for context in contexts
+    ]
+    plain = score_shared_contexts(adapter.model, groups, batch_size=4, device=adapter.device)
+    plain_by_pair = {
+        (group.context, continuation): score
+        for group, scores in zip(groups, plain, strict=True)
+        for continuation, score in zip(group.continuations, scores, strict=True)
+    }
+    for (context_ids, continuation_ids), result in zip(encoded, results, strict=True):
+        reference = plain_by_pair[(context_ids, continuation_ids)]
+        assert result.logprob == pytest.approx(reference.logprob, rel=1e-5)
+        assert result.is_greedy == reference.is_greedy
+        assert result.logprob == pytest.approx(
+            _direct_logprob(adapter, context_ids, continuation_ids), rel=1e-5
+        )
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_packed_rows_under_each_attention_kernel(tiny_model_dir: Path, attention: str) -> None:
+    """The packed path's custom mask is additive, so the eager kernel reads it as the sdpa one does."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attention)
+    wrapped = wrap_model(model, AutoTokenizer.from_pretrained(tiny_model_dir), name=attention)
+    assert isinstance(wrapped, HFAdapter)
+    assert packing_supported(model, wrapped.device)
+    requests = [
+        LoglikelihoodRequest(FEWSHOT + f"Question: {q}\nAnswer:", a) for q in QUESTIONS for a in ANSWERS
+    ]
+    for request, result in zip(requests, wrapped.loglikelihood(requests), strict=True):
+        context_ids, continuation_ids = wrapped.encode_pair(request.context, request.continuation)
+        expected = _direct_logprob(wrapped, context_ids, continuation_ids)
+        assert result.logprob == pytest.approx(expected, rel=1e-5)
+
+
+def test_prefix_keys_are_kept_between_calls_until_the_weights_change(tiny_model_dir: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    wrapped = wrap_model(model, tokenizer, name="loop")
+    assert isinstance(wrapped, HFAdapter)
+    pairs = [
+        [wrapped.encode_pair(FEWSHOT + f"Question: {q}\nAnswer:", a) for a in ANSWERS] for q in QUESTIONS
+    ]
+    groups = [ContextGroup(pair[0][0], tuple(continuation for _, continuation in pair)) for pair in pairs]
+    memo = PrefixMemo()
+
+    def score(chosen: list[ContextGroup], memo: PrefixMemo) -> list[list[Any]]:
+        return score_packed(
+            model, chosen, batch_size=2, device=wrapped.device, memo=memo, min_prefix_saving=64
+        )
+
+    first = score(groups[:3], memo)
+    assert len(memo) == 1
+    # The next chunk of the same task reuses the stored prefix (and gives the numbers a fresh run gives).
+    again = score(groups[3:], memo)
+    fresh = score(groups[3:], PrefixMemo())
+    for kept, new in zip(again, fresh, strict=True):
+        assert [s.logprob for s in kept] == pytest.approx([s.logprob for s in new], rel=1e-6)
+    # A context alone (the last question of a task) still starts from the stored prefix.
+    assert memo.known_length(groups[5].context) > 64
+    (alone,) = score(groups[5:], memo)
+    assert [s.logprob for s in alone] == pytest.approx([s.logprob for s in fresh[-1]], rel=1e-6)
+    # A training step changes the weights in place: the stored keys and values are stale and dropped.
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.5)
+    changed = score(groups[:3], memo)
+    recomputed = score(groups[:3], PrefixMemo())
+    assert [s.logprob for s in changed[0]] == pytest.approx([s.logprob for s in recomputed[0]], rel=1e-6)
+    assert [s.logprob for s in changed[0]] != pytest.approx([s.logprob for s in first[0]], rel=1e-6)
 
 
 def test_empty_context_uses_the_prefix_token(adapter: HFAdapter) -> None:

@@ -108,6 +108,8 @@ class HFAdapter:
         self._files_fingerprint = files_fingerprint
         self._settings = dict(settings or {})
         self._fingerprint: str | None = None
+        # Keys/values of shared few-shot prefixes, kept between calls (harness.adapters.hf_packed.PrefixMemo).
+        self._prefix_memo: Any = None
         if model is not None:
             self._prepare()
 
@@ -262,13 +264,24 @@ class HFAdapter:
         for context_ids, indices in groups.items():
             unique = list(dict.fromkeys(encoded[i][1] for i in indices))
             group_list.append((indices, unique, ContextGroup(context_ids, tuple(unique))))
-        scores = score_shared_contexts(
-            self.model,
-            [group for _, _, group in group_list],
-            batch_size=self.batch_size,
-            device=self.device,
-            progress=progress,
-        )
+        from harness.adapters.hf_packed import PrefixMemo, packing_supported, score_packed
+
+        context_groups = [group for _, _, group in group_list]
+        if packing_supported(self.model, self.device):
+            if self._prefix_memo is None:
+                self._prefix_memo = PrefixMemo()
+            scores = score_packed(
+                self.model,
+                context_groups,
+                batch_size=self.batch_size,
+                device=self.device,
+                memo=self._prefix_memo,
+                progress=progress,
+            )
+        else:
+            scores = score_shared_contexts(
+                self.model, context_groups, batch_size=self.batch_size, device=self.device, progress=progress
+            )
         for (indices, unique, _), group_scores in zip(group_list, scores, strict=True):
             by_continuation = dict(zip(unique, group_scores, strict=True))
             for index in indices:

@@ -7,12 +7,16 @@ Two paths:
 - `score_shared_contexts`: many continuations after one context (multiple-choice options). Each context
   runs once; its keys/values are then reused for every continuation, and only the positions that are
   scored go through the output projection and log-softmax (a large share of the work with a 49k vocab).
+  The hf adapter uses it for models that `hf_packed` (shared few-shot prefixes, options packed into the
+  context's row) cannot serve.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -37,6 +41,20 @@ class TokenScore:
 # Positions per output-projection chunk: the logits of one chunk (~100 MB with a 49k vocabulary) stay
 # small enough to reduce right away instead of materialising the whole batch's logits.
 HEAD_CHUNK = 512
+
+
+def _cache_keyword(module: torch.nn.Module) -> str:
+    """transformers 5 renamed the `past_key_values` argument to `cache` (the old name warns, then fails)."""
+    try:
+        parameters = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _output_cache(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Linear] | None:
@@ -65,6 +83,8 @@ def _kept_scores(
     """Target log-probabilities (and greedy flags) at the `keep` positions, flattened in row order."""
     parts = _split_head(model)
     if parts is None:
+        if "past_key_values" in model_inputs:
+            model_inputs[_cache_keyword(model)] = model_inputs.pop("past_key_values")
         try:
             logits = model(**model_inputs, logits_to_keep=keep, use_cache=False).logits
             if logits.dim() == 3:
@@ -73,6 +93,8 @@ def _kept_scores(
             logits = model(**model_inputs, use_cache=False).logits[keep]
         return _score_positions(logits, targets, need_greedy)
     base, head = parts
+    if "past_key_values" in model_inputs:
+        model_inputs[_cache_keyword(base)] = model_inputs.pop("past_key_values")
     hidden = base(**model_inputs, use_cache=False).last_hidden_state[keep]
     values, greedy = [], []
     for start in range(0, hidden.shape[0], HEAD_CHUNK):
@@ -169,7 +191,7 @@ def _run_contexts(
         use_cache=True,
         logits_to_keep=1,
     )
-    return output.logits[:, -1, :], output.past_key_values, mask
+    return output.logits[:, -1, :], _output_cache(output), mask
 
 
 @torch.inference_mode()
