@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import harness
-from harness.adapters import load_adapter, wrap_model
+from harness.adapters import hf_packed, load_adapter, wrap_model
 from harness.adapters.hf import HFAdapter, _rolling_windows
 from harness.adapters.hf_packed import PrefixMemo, packing_supported, plan_prefixes, score_packed
 from harness.adapters.hf_scoring import ContextGroup, score_shared_contexts
@@ -120,6 +120,21 @@ def test_packed_rows_under_each_attention_kernel(tiny_model_dir: Path, attention
     for request, result in zip(requests, wrapped.loglikelihood(requests), strict=True):
         context_ids, continuation_ids = wrapped.encode_pair(request.context, request.continuation)
         expected = _direct_logprob(wrapped, context_ids, continuation_ids)
+        assert result.logprob == pytest.approx(expected, rel=1e-5)
+
+
+def test_many_long_options_are_split_over_rows(adapter: HFAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hf_packed, "TOKENS_PER_ROW", 12)
+    options = [f" option number {n} is a longer answer than most" for n in range(7)]
+    requests = [
+        LoglikelihoodRequest(c, o) for c in ("Pick one:", "Another context, pick one:") for o in options
+    ]
+    seen: list[int] = []
+    results = adapter.loglikelihood(requests, progress=lambda done, _tokens: seen.append(done))
+    assert sum(seen) == len(requests) and len(seen) > 2
+    for request, result in zip(requests, results, strict=True):
+        context_ids, continuation_ids = adapter.encode_pair(request.context, request.continuation)
+        expected = _direct_logprob(adapter, context_ids, continuation_ids)
         assert result.logprob == pytest.approx(expected, rel=1e-5)
 
 

@@ -184,6 +184,21 @@ class _Row:
     group: int
     suffix: TokenIds  # the context after the shared prefix: at least one token
     options: tuple[TokenIds, ...]
+    first_option: int = 0  # index of options[0] among the group's continuations
+
+    @classmethod
+    def split(cls, group: int, suffix: TokenIds, options: Sequence[TokenIds]) -> list[_Row]:
+        """One row for the context and its options, or several (each repeating the suffix) when the options
+        alone would make a row longer than TOKENS_PER_ROW."""
+        rows: list[_Row] = []
+        start, size = 0, 0
+        for index, option in enumerate(options):
+            if index > start and size + len(option) - 1 > TOKENS_PER_ROW:
+                rows.append(cls(group, suffix, tuple(options[start:index]), start))
+                start, size = index, 0
+            size += len(option) - 1
+        rows.append(cls(group, suffix, tuple(options[start:]), start))
+        return rows
 
     @property
     def length(self) -> int:
@@ -374,7 +389,7 @@ def score_packed(
     assert parts is not None
     base, head = parts
     memo = memo if memo is not None else PrefixMemo()
-    results: list[list[TokenScore]] = [[] for _ in groups]
+    results: list[list[TokenScore | None]] = [[None] * len(group.continuations) for group in groups]
     plan = plan_prefixes([group.context for group in groups], min_prefix_saving)
     work: list[tuple[int, TokenIds, list[_Row]]] = []
     # Contexts that share nothing worth it with the others may still begin with a prefix kept from an
@@ -389,15 +404,18 @@ def score_packed(
             else:
                 by_prefix.setdefault((), []).append(i)
     for prefix, members in sorted(by_prefix.items(), key=lambda item: -len(item[0])):
-        rows = [_Row(i, groups[i].context[len(prefix) :], groups[i].continuations) for i in members]
+        rows = [
+            row
+            for i in members
+            for row in _Row.split(i, groups[i].context[len(prefix) :], groups[i].continuations)
+        ]
         work.append((len(prefix), prefix, rows))
     for length, prefix, rows in work:
         cache = memo.cache_for(model, base, prefix, device) if length else None
         for batch in _batches(rows, batch_size, length):
             for row, scores in zip(batch, _run_rows(base, head, batch, length, cache, device), strict=True):
-                results[row.group] = scores
+                results[row.group][row.first_option : row.first_option + len(scores)] = scores
             if progress is not None:
-                chosen = [groups[row.group] for row in batch]
-                tokens = sum(len(g.context) + sum(len(c) for c in g.continuations) for g in chosen)
-                progress(sum(len(g.continuations) for g in chosen), tokens)
-    return results
+                tokens = sum(len(groups[row.group].context) + sum(map(len, row.options)) for row in batch)
+                progress(sum(len(row.options) for row in batch), tokens)
+    return [[score for score in scores if score is not None] for scores in results]
