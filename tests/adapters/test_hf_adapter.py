@@ -211,7 +211,12 @@ def test_rolling_perplexity_over_several_windows(adapter: HFAdapter) -> None:
 def test_long_continuations_are_left_truncated(adapter: HFAdapter) -> None:
     context = "once upon a time " * 60
     (result,) = adapter.loglikelihood([LoglikelihoodRequest(context, " the end")])
-    assert math.isfinite(result.logprob)
+    context_ids, continuation_ids = adapter.encode_pair(context, " the end")
+    assert len(context_ids) + len(continuation_ids) > adapter.max_length + 1  # really too long
+    # lm-eval's rule: keep the last max_length + 1 tokens, score the continuation at the end of them.
+    window = (context_ids + continuation_ids)[-(adapter.max_length + 1) :]
+    kept_context = window[: len(window) - len(continuation_ids)]
+    assert result.logprob == pytest.approx(_direct_logprob(adapter, kept_context, continuation_ids), rel=1e-5)
 
 
 def test_generation_stops_at_stop_sequences(adapter: HFAdapter) -> None:
