@@ -64,6 +64,10 @@ def load_yaml_file(path: str | Path, description: str, error: type[HarnessError]
         return yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as problem:
         raise error(f"cannot read {description} {file}: {problem.strerror or problem}") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{description} {file} is not UTF-8 text (byte {problem.start})") from None
     except yaml.YAMLError as problem:
         detail = " ".join(str(problem).split()) or type(problem).__name__
         raise error(f"{description} {file} is not valid YAML: {detail}") from None
+    except RecursionError:  # PyYAML builds nested collections recursively: `[[[[...]]]]` thousands deep
+        raise error(f"{description} {file} is not valid YAML: nested too deeply") from None

@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.cli_support import batch_size_arg, parse_model_args, seed_arg
+from harness.cli_support import (
+    batch_size_arg,
+    finite_float_arg,
+    parse_model_args,
+    resamples_arg,
+    seconds_arg,
+    seed_arg,
+)
 from harness.compare import MetricComparison, compare
 from harness.errors import HarnessError
 from harness.files import atomic_write_text
@@ -205,8 +212,15 @@ def _store(path: str | None) -> ResultStore:
     return store
 
 
+def _task_list(text: str | None) -> list[str]:
+    tasks = [task.strip() for task in (text or "").split(",") if task.strip()]
+    if text is not None and not tasks:
+        raise HarnessError(f"--tasks names no task: '{text}'")  # not silently every task
+    return tasks
+
+
 def _command_compare(args: argparse.Namespace) -> int:
-    tasks = [task.strip() for task in (args.tasks or "").split(",") if task.strip()]
+    tasks = _task_list(args.tasks)
     comparison = compare(
         _store(args.store),
         args.baseline,
@@ -262,24 +276,35 @@ def _command_gate(args: argparse.Namespace) -> int:
         ignore_harness_version=args.ignore_harness_version,
     )
     if args.markdown:
-        atomic_write_text(Path(args.markdown), gate_markdown(result))
+        _write_report(args.markdown, gate_markdown(result))
     if args.junit:
-        atomic_write_text(Path(args.junit), gate_junit(result))
+        _write_report(args.junit, gate_junit(result))
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(gate_json(result), indent=2) + "\n")
+        _write_report(args.json, json.dumps(gate_json(result), indent=2) + "\n")
     print(gate_table(result))
     return result.exit_code
 
 
+def _write_report(path: str, text: str) -> None:
+    # A report path CI got wrong (a folder, a folder that cannot be made) is bad input: one line, and
+    # atomic_write_text has left no temp file behind.
+    try:
+        atomic_write_text(Path(path), text)
+    except OSError as error:
+        raise HarnessError(f"cannot write the gate report {path}: {error.strerror or error}") from None
+
+
 def _command_watch(args: argparse.Namespace) -> int:
+    from harness.adapters import ADAPTERS
     from harness.watch import WatchSettings, watch
 
+    ADAPTERS.get(args.adapter)  # an unknown adapter is refused now, not when the first checkpoint lands
     model_args = parse_model_args(args.model_args)
     if args.batch_size is not None:
         model_args["batch_size"] = args.batch_size
     settings = WatchSettings(
         directory=Path(args.directory),
-        tasks=tuple(t for t in (args.tasks or "").split(",") if t) or _default_suite(),
+        tasks=tuple(_task_list(args.tasks)) or _default_suite(),
         adapter=args.adapter,
         model_args=model_args,
         include_paths=tuple(Path(p) for p in args.include_path),
@@ -314,9 +339,11 @@ def add_parser(commands: Any) -> None:
     compare.add_argument("--store", default=None, help=store_help)
     compare.add_argument("--tasks", default=None, help="only these tasks, comma separated")
     compare.add_argument("--format", choices=["table", "json"], default="table")
-    compare.add_argument("--confidence", type=float, default=0.95)
+    compare.add_argument("--confidence", type=finite_float_arg, default=0.95)
     for parser in (compare, gate := commands.add_parser("gate", help="fail on a significant regression")):
-        parser.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples")
+        parser.add_argument(
+            "--resamples", type=resamples_arg(2), default=2000, help="paired bootstrap resamples"
+        )
         parser.add_argument("--seed", type=seed_arg, default=0)
         parser.add_argument(
             "--ignore-harness-version",
@@ -331,11 +358,18 @@ def add_parser(commands: Any) -> None:
         "--config", default=None, help="gates.yaml: rules per task/metric; they refine the flags below"
     )
     gate.add_argument("--store", default=None, help=store_help)
-    gate.add_argument("--max-drop", type=float, default=None, help="allowed absolute drop (default 0)")
     gate.add_argument(
-        "--max-relative-drop", type=float, default=None, help="allowed drop as a fraction of the baseline"
+        "--max-drop", type=finite_float_arg, default=None, help="allowed absolute drop (default 0)"
     )
-    gate.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    gate.add_argument(
+        "--max-relative-drop",
+        type=finite_float_arg,
+        default=None,
+        help="allowed drop as a fraction of the baseline",
+    )
+    gate.add_argument(
+        "--alpha", type=finite_float_arg, default=0.05, help="significance level (default 0.05)"
+    )
     gate.add_argument("--min-samples", type=int, default=1, help="fail rules with fewer shared samples")
     gate.add_argument("--no-significance", action="store_true", help="fail on any drop over the margin")
     gate.add_argument("--markdown", default=None, metavar="FILE", help="write a pull-request comment")
@@ -357,8 +391,13 @@ def add_parser(commands: Any) -> None:
     )
     watch.add_argument("--limit", type=int, default=None)
     watch.add_argument("--seed", type=seed_arg, default=0)
-    watch.add_argument("--poll-seconds", type=float, default=30.0)
-    watch.add_argument("--settle-seconds", type=float, default=10.0, help="wait until files stop changing")
+    watch.add_argument("--poll-seconds", type=seconds_arg(0, inclusive=False), default=30.0)
+    watch.add_argument(
+        "--settle-seconds",
+        type=seconds_arg(0, inclusive=True),
+        default=10.0,
+        help="wait until files stop changing",
+    )
     watch.add_argument("--once", action="store_true", help="evaluate what is there now, then exit")
     watch.add_argument("--max-checkpoints", type=int, default=None, help="exit after evaluating N")
     watch.set_defaults(handler=_command_watch)

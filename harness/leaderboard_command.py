@@ -1,9 +1,15 @@
-"""`harness leaderboard [--store DIR] [--port N]`: serve the Streamlit leaderboard over a results store.
+"""`harness leaderboard [--store DIR] [--port N] [--address IP] [--private]`: serve the Streamlit app.
 
 This command checks its arguments and then replaces itself with `streamlit run` (exec, not a child
 process), so Ctrl-C, a service manager's SIGTERM or a test's kill reach the server directly and
 never leave an orphan behind. A store that does not exist yet is not an error here: the app says
 so on the page, and shows the runs as soon as they are written.
+
+The server listens on 127.0.0.1 unless `--address` says otherwise, so a laptop's results are not
+served to its whole network by accident. The store is fixed here, at launch: visitors cannot open
+another. `--private` makes every results page ask for a viewer token (`harness ratings viewer`);
+the rating pages always ask raters for their own token. Streamlit sends no usage statistics and
+never asks for an e-mail address, and nothing is written to the user's ~/.streamlit.
 """
 
 from __future__ import annotations
@@ -16,10 +22,17 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.store import default_store_path
+from harness.store.location import is_remote
 
 __all__ = ["add_parser", "streamlit_command"]
 
 DEFAULT_PORT = 8501
+DEFAULT_ADDRESS = "127.0.0.1"
+# Also set in the environment, so a Streamlit config file of the user's cannot turn them back on.
+STREAMLIT_ENVIRONMENT = {
+    "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    "STREAMLIT_SERVER_SHOW_EMAIL_PROMPT": "false",
+}
 
 
 def _app_path() -> Path:
@@ -30,10 +43,14 @@ def _app_path() -> Path:
 
 
 def streamlit_command(
-    store: Path, port: int, *, headless: bool = False, address: str | None = None
+    store: Path,
+    port: int,
+    *,
+    headless: bool = False,
+    address: str = DEFAULT_ADDRESS,
+    private: bool = False,
 ) -> list[str]:
-    """The `streamlit run` command line serving the app for `store` on `port`."""
-    bind = ["--server.address", address] if address else []
+    """The `streamlit run` command line serving the app for `store` on `address`:`port`."""
     return [
         sys.executable,
         "-m",
@@ -47,13 +64,18 @@ def streamlit_command(
         # Evaluation machines are often offline, and results are not ours to report on.
         "--browser.gatherUsageStats",
         "false",
+        # Streamlit's first-run prompt would also write ~/.streamlit/credentials.toml.
+        "--server.showEmailPrompt",
+        "false",
         # Viewers of a results store need no "Deploy" button or developer menu.
         "--client.toolbarMode",
         "minimal",
-        *bind,
+        "--server.address",
+        address,
         "--",
         "--store",
         str(store),
+        *(["--private"] if private else []),
     ]
 
 
@@ -63,13 +85,20 @@ def _command_leaderboard(args: argparse.Namespace) -> int:
     store = Path(args.store) if args.store else default_store_path()
     if store.exists() and not store.is_dir():
         raise HarnessError(f"results store path {store} is a file, not a store directory")
-    if not store.exists():
+    if not is_remote(store) and not store.exists():
         sys.stderr.write(f"harness: no results store at {store} yet; the leaderboard will say so\n")
-    command = streamlit_command(store.resolve(), args.port, headless=args.headless, address=args.address)
+    address = str(args.address).strip()
+    if not address or any(character.isspace() for character in address):
+        raise HarnessError(f"--address must be an interface address like 127.0.0.1, got '{args.address}'")
+    target = store if is_remote(store) else store.resolve()  # an s3:// store passes on as it is
+    command = streamlit_command(
+        target, args.port, headless=args.headless, address=address, private=args.private
+    )
     sys.stdout.flush()
     sys.stderr.flush()
     # Unbuffered, so the "You can now view..." line reaches a piped terminal or log at once.
     os.environ["PYTHONUNBUFFERED"] = "1"
+    os.environ.update(STREAMLIT_ENVIRONMENT)
     try:
         os.execv(command[0], command)
     except OSError as error:
@@ -87,7 +116,14 @@ def add_parser(commands: Any) -> None:
         "--port", type=int, default=DEFAULT_PORT, help=f"port to serve on (default {DEFAULT_PORT})"
     )
     parser.add_argument(
-        "--address", default=None, help="interface to bind, e.g. 127.0.0.1 (default: Streamlit's, all)"
+        "--address",
+        default=DEFAULT_ADDRESS,
+        help=f"interface to listen on (default {DEFAULT_ADDRESS}; 0.0.0.0 serves every network)",
+    )
+    parser.add_argument(
+        "--private",
+        action="store_true",
+        help="results pages ask for a viewer token (harness ratings viewer NAME)",
     )
     parser.add_argument(
         "--headless", action="store_true", help="do not open a browser (servers, containers, CI)"

@@ -1,7 +1,11 @@
-"""`harness ratings campaign|list|export|summary`: human-evaluation campaigns over runs in the store.
+"""`harness ratings campaign|invite|viewer|list|export|summary`: human-evaluation campaigns over runs.
 
 Ratings are collected in the app's rating pages (`harness leaderboard`), committed to the ratings
 database (`<store>/ratings.sqlite`, or `--db`), and exported to the store's Parquet `ratings` table.
+For a store in object storage (`--store s3://bucket/prefix`) the database is a local file (SQLite
+cannot live in a bucket: `RatingsDB.for_store`), and `export` uploads the table into the bucket.
+Raters sign in with the personal token `invite` prints (the database keeps only its hash); `viewer`
+makes tokens for the results pages of an app started with `harness leaderboard --private`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -24,8 +29,11 @@ from harness.ratings.export import export_ratings, ratings_frame
 from harness.ratings.records import MODES
 from harness.ratings.rubric import load_rubric
 from harness.store import ResultStore, default_store_path
+from harness.store.location import uri
 
 __all__ = ["add_parser"]
+
+_DEFAULT_URL = "http://127.0.0.1:8501"
 
 
 def _store(args: argparse.Namespace) -> ResultStore:
@@ -73,13 +81,52 @@ def _command_campaign(args: argparse.Namespace) -> int:
     )
     for note in plan.notes:
         print(f"note: {note}")
-    print(f"stored in {db.path}; rate in `harness leaderboard --store {store.root}`")
+    print(f"stored in {db.path}; rate in `harness leaderboard --store {store.location}`")
+    return 0
+
+
+def _base_url(text: str) -> str:
+    parsed = urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise RatingsError(f"--url must be the app's address, like http://127.0.0.1:8501, not '{text}'")
+    return text.rstrip("/")
+
+
+def _command_invite(args: argparse.Namespace) -> int:
+    from harness.leaderboard.views import RATING_PAGES
+
+    base = _base_url(args.url)
+    db = _db(args, _store(args))
+    if not db.exists():
+        raise RatingsError(f"no ratings database at {db.path}; create a campaign first")
+    campaign = db.campaign(args.campaign)
+    invitation = db.invite(campaign.campaign_id, args.rater)
+    rater = invitation.identity.name
+    print(f"rater {rater} of campaign {campaign.campaign_id}: sign-in token {invitation.token}")
+    print(f"link: {invitation.link(base, RATING_PAGES[campaign.mode])}")
+    print("the token is shown only now (only its hash is stored); any earlier token of this rater is void")
+    return 0
+
+
+def _command_viewer(args: argparse.Namespace) -> int:
+    base = _base_url(args.url)
+    store = _store(args)
+    if not args.db and not store.exists():
+        raise RatingsError(f"no results store at {store.location}")
+    invitation = _db(args, store).add_viewer(args.name)
+    print(f"viewer {invitation.identity.name}: sign-in token {invitation.token}")
+    print(f"link: {invitation.link(base, '')}")
+    print("the token is shown only now (only its hash is stored); any earlier token of this viewer is void")
     return 0
 
 
 def _command_list(args: argparse.Namespace) -> int:
     store = _store(args)
+    if not args.db and not store.exists():
+        raise RatingsError(f"no results store at {store.location}")
     db = _db(args, store)
+    if db.path.exists() and not db.path.is_file():
+        raise RatingsError(f"--db {db.path} is a folder, not a ratings database file")
     rows = []
     for campaign in db.campaigns():
         progress = db.campaign_progress(campaign.campaign_id)
@@ -106,12 +153,12 @@ def _command_list(args: argparse.Namespace) -> int:
 def _command_export(args: argparse.Namespace) -> int:
     store = _store(args)
     if not store.exists():
-        raise RatingsError(f"no results store at {store.root}")
+        raise RatingsError(f"no results store at {store.location}")
     db = _db(args, store)
     if not db.exists():
         raise RatingsError(f"no ratings database at {db.path}; create a campaign first")
     for path, rows in export_ratings(db, store.root, args.campaign or None):
-        print(f"{path}: {rows} rating(s)")
+        print(f"{uri(path)}: {rows} rating(s)")
     return 0
 
 
@@ -177,12 +224,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", default=None, help="results store folder (default $HARNESS_STORE or ./harness_store)"
     )
-    parser.add_argument("--db", default=None, help="ratings database file (default STORE/ratings.sqlite)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="ratings database file (default STORE/ratings.sqlite; for s3:// under ~/.cache/harness)",
+    )
 
 
 def add_parser(commands: Any) -> None:
     """Register `harness ratings ...` on the CLI's subcommand parsers."""
-    ratings = commands.add_parser("ratings", help="human evaluation: campaigns, export, summary")
+    ratings = commands.add_parser("ratings", help="human evaluation: campaigns, invitations, export, summary")
     actions = ratings.add_subparsers(dest="ratings_command", required=True, parser_class=type(ratings))
 
     campaign = actions.add_parser("campaign", help="create a rating campaign from runs in the store")
@@ -207,6 +258,21 @@ def add_parser(commands: Any) -> None:
     campaign.add_argument("--description", default=None)
     _common(campaign)
     campaign.set_defaults(handler=_command_campaign)
+
+    invite = actions.add_parser("invite", help="a personal sign-in token and link for one rater")
+    invite.add_argument("campaign", help="the campaign to rate")
+    invite.add_argument("rater", help="the rater's name (on the campaign's rater list, if it has one)")
+    invite.add_argument("--url", default=_DEFAULT_URL, help=f"the app's address (default {_DEFAULT_URL})")
+    _common(invite)
+    invite.set_defaults(handler=_command_invite)
+
+    viewer = actions.add_parser(
+        "viewer", help="a sign-in token for the results pages (harness leaderboard --private)"
+    )
+    viewer.add_argument("name", help="who the token is for")
+    viewer.add_argument("--url", default=_DEFAULT_URL, help=f"the app's address (default {_DEFAULT_URL})")
+    _common(viewer)
+    viewer.set_defaults(handler=_command_viewer)
 
     listing = actions.add_parser("list", help="campaigns and their progress")
     listing.add_argument("--format", choices=["table", "json"], default="table")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from harness.cli_support import format_scores, seed_arg
+from harness.cli_support import format_scores, resamples_arg, seed_arg, step_arg
 
 
 def add_parser(commands: Any) -> None:
@@ -37,7 +37,7 @@ def add_parser(commands: Any) -> None:
         "--store", default=None, help="results store (default $HARNESS_STORE or ./harness_store)"
     )
     parser.add_argument("--experiment", default=None)
-    parser.add_argument("--step", type=int, default=None)
+    parser.add_argument("--step", type=step_arg, default=None)
     parser.add_argument(
         "--tag",
         action="append",
@@ -46,7 +46,7 @@ def add_parser(commands: Any) -> None:
         help="tag the run (repeatable); select with tag:NAME",
     )
     parser.add_argument("--seed", type=seed_arg, default=0)
-    parser.add_argument("--bootstrap-resamples", type=int, default=1000)
+    parser.add_argument("--bootstrap-resamples", type=resamples_arg(0), default=1000)
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
     parser.set_defaults(handler=command_score)
 

@@ -1,7 +1,7 @@
 """The Streamlit entry point: `streamlit run leaderboard/app.py -- --store DIR` (or `harness leaderboard`).
 
-It only sets up the page, the store picker and the navigation; each page is a script in
-`leaderboard/views` listed in `leaderboard.views.PAGES`.
+It only sets up the page, the sidebar (the store fixed at launch, a refresh button) and the
+navigation; each page is a script in `leaderboard/views` listed in `leaderboard.views.PAGES`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,20 @@
-"""What the human-evaluation pages share: the ratings database, sign-in, campaign picker, progress.
+"""What the human-evaluation pages share: the ratings database, rater sign-in, campaign picker, progress.
 
 Storage and statistics live in `harness.ratings`; this module is only the Streamlit glue, plus the
 few plain functions the pages' wording depends on (tested directly).
 
-A rater identifies with a name. When the app's secrets set `[ratings] passcode = "..."`, the
-passcode is required too; when they configure Streamlit's OpenID login (an `[auth]` section), the
-logged-in user's e-mail is the rater name instead and nothing is typed.
+A rater signs in with the personal token of their invitation (`harness ratings invite CAMPAIGN
+RATER`): opening the invitation link signs them in at once, or they paste the token. The token
+says who they are and which campaign they rate; nobody types a name, so nobody can rate as someone
+else. When the app's secrets configure Streamlit's OpenID login (an `[auth]` section), the
+logged-in user's e-mail is the rater instead, checked against the campaign's rater list.
+
+Item ids and run ids never reach the browser before a vote: widget keys use `ServedItem.key`, and
+the item a form answers is bound to its callback on the server.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +22,14 @@ import pandas as pd
 import streamlit as st
 
 from harness.errors import HarnessError
-from harness.leaderboard.ui import STORE_KEY, configured_store, run_label, store_data
+from harness.leaderboard.ui import (
+    plain,
+    query_token,
+    results_store_data,
+    run_label,
+    store_root,
+    viewer_signed_in,
+)
 from harness.ratings import (
     Campaign,
     RatingsDB,
@@ -31,6 +42,7 @@ from harness.ratings import (
     rater_quality,
     read_ratings,
 )
+from harness.ratings.access import Identity
 from harness.ratings.analysis import comparisons
 from harness.ratings.records import Mode, SubmitResult
 from harness.store import list_store, load_store, part_entries
@@ -39,19 +51,17 @@ __all__ = [
     "HUMAN_PREFIX",
     "VOTE_LABELS",
     "cached_human_by_run",
-    "check_passcode",
-    "configured_passcode",
     "export_quietly",
     "flash",
     "form_buttons",
     "human_by_run",
     "human_column_config",
     "pick_campaign",
+    "rater_session",
     "ratings_db",
     "run_names",
     "show_flash",
     "show_progress",
-    "sign_in",
     "skip_item",
     "store_root",
     "submit_answers",
@@ -60,16 +70,9 @@ __all__ = [
 
 HUMAN_PREFIX = "human "  # leaderboard columns from the ratings table: "human <campaign>/<criterion>"
 VOTE_LABELS = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
-RATER_KEY = "human_rater"  # the signed-in rater's id, shared by every human page of the session
+IDENTITIES_KEY = "human_identities"  # campaign id -> the rater Identity this session signed in with
+_OIDC_RATER_KEY = "human_oidc_rater"  # (campaign, rater) registered for the OpenID-logged-in user
 _FLASH_KEY = "human_flash"
-_REGISTERED_KEY = "human_registered"  # (campaign, rater) pairs this session has already registered
-
-
-def check_passcode(expected: str | None, given: str) -> bool:
-    """True when no passcode is configured, or `given` is it (compared in constant time)."""
-    if not expected:
-        return True
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
 
 def _secrets_section(name: str) -> Mapping[str, Any]:
@@ -80,29 +83,25 @@ def _secrets_section(name: str) -> Mapping[str, Any]:
     return section if isinstance(section, Mapping) else {}
 
 
-def configured_passcode() -> str | None:
-    value = _secrets_section("ratings").get("passcode")
-    return str(value) if value else None
-
-
 def _login_configured() -> bool:
     return bool(_secrets_section("auth"))
 
 
-def store_root() -> str:
-    return str(st.session_state.get(STORE_KEY) or configured_store())
+def ratings_db(*, results: bool = False) -> RatingsDB | None:
+    """The store's ratings database, or None after saying why there is none to use.
 
-
-def ratings_db() -> RatingsDB | None:
-    """The store's ratings database, or None after saying why there is none to use."""
-    if store_data() is None:  # no store, a newer one, or no runs: explained as every page explains it
+    `results`: the page shows results (not a rating form), so a private app asks for a viewer token."""
+    if results and not viewer_signed_in():
+        return None
+    if results_store_data() is None:  # no store, a newer one, or no runs: explained as every page does
         return None
     root = store_root()
     db = RatingsDB.for_store(root)
     if not db.exists():
         st.info(
-            f"No rating campaigns in {root} yet. Create one with "
-            f"`harness ratings campaign NAME --mode rubric|pairwise --runs RUN ... --store {root}`."
+            "No rating campaigns in this store yet. Create one with "
+            "`harness ratings campaign NAME --mode rubric|pairwise --runs RUN ...`, then invite raters "
+            "with `harness ratings invite NAME RATER`."
         )
         return None
     return db
@@ -112,11 +111,15 @@ def pick_campaign(db: RatingsDB, modes: tuple[Mode, ...], *, key: str) -> Campai
     try:
         campaigns = [c for c in db.campaigns() if c.mode in modes]
     except RatingsError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return None
     if not campaigns:
         st.info(f"No {' or '.join(modes)} campaign yet; create one with `harness ratings campaign`.")
         return None
+    return _choose(campaigns, key=key)
+
+
+def _choose(campaigns: list[Campaign], *, key: str) -> Campaign:
     by_id = {c.campaign_id: c for c in campaigns}
     chosen = st.selectbox(
         "Campaign",
@@ -126,52 +129,110 @@ def pick_campaign(db: RatingsDB, modes: tuple[Mode, ...], *, key: str) -> Campai
     )
     campaign = by_id[str(chosen)]
     if campaign.description:
-        st.caption(campaign.description)
+        st.caption(plain(campaign.description))
     return campaign
 
 
-def _sign_out() -> None:
-    st.session_state.pop(RATER_KEY, None)
+def _signed_in(db: RatingsDB) -> dict[str, Identity]:
+    """This session's rater identities that are still valid (a newer invitation voids a token)."""
+    identities: dict[str, Identity] = st.session_state.setdefault(IDENTITIES_KEY, {})
+    token = query_token()
+    if token is not None:
+        _add_identity(db, token, identities)
+    for campaign_id, identity in list(identities.items()):
+        try:
+            db.current(identity)
+        except RatingsError as error:
+            identities.pop(campaign_id)
+            st.error(plain(error))
+    return identities
 
 
-def sign_in(db: RatingsDB, campaign: Campaign) -> str | None:
-    """The rater's id once they are identified and allowed in this campaign; None while signing in."""
-    rater = st.session_state.get(RATER_KEY)
-    typed = False
-    if rater is None and _login_configured():
-        if not st.user.is_logged_in:
-            st.info("Log in to rate.")
-            st.button("Log in", on_click=st.login, key="human_login")
-            return None
-        rater = str(st.user.get("email") or st.user.get("name") or "")
-    if rater is None:
-        passcode = configured_passcode()
-        with st.form("human_sign_in"):
-            st.markdown("**Who is rating?**")
-            name = st.text_input("Your name", key="human_name", max_chars=64)
-            given = st.text_input("Passcode", type="password", key="human_passcode") if passcode else ""
-            if not st.form_submit_button("Start rating", type="primary"):
-                return None
-        if not check_passcode(passcode, str(given)):
-            st.error("That passcode is not right; ask the campaign's organiser.")
-            return None
-        rater, typed = str(name), True
-    registered: set[tuple[str, str]] = st.session_state.setdefault(_REGISTERED_KEY, set())
+def _add_identity(db: RatingsDB, token: str, identities: dict[str, Identity]) -> bool:
     try:
-        rater = normalise_rater(rater)
+        identity = db.identify(token, "rater")
+    except RatingsError as error:
+        st.error(plain(error))
+        return False
+    assert identity.campaign_id is not None  # rater tokens always name their campaign
+    identities[identity.campaign_id] = identity
+    return True
+
+
+def _token_form(db: RatingsDB, identities: dict[str, Identity]) -> None:
+    with st.form("human_sign_in"):
+        st.markdown("**Sign in to rate**")
+        given = st.text_input(
+            "Your sign-in token",
+            type="password",
+            key="human_token",
+            help="From your invitation (`harness ratings invite`); opening its link signs you in too",
+        )
+        if not st.form_submit_button("Start rating", type="primary"):
+            return
+    if _add_identity(db, str(given), identities):
+        st.rerun()  # start over signed in, so the form does not linger above the first item
+
+
+def _sign_out(campaign_id: str) -> None:
+    st.session_state.get(IDENTITIES_KEY, {}).pop(campaign_id, None)
+
+
+def rater_session(db: RatingsDB, mode: Mode, *, key: str) -> tuple[Campaign, str] | None:
+    """The campaign of this page's mode and the signed-in rater; None while signing in (the form
+    or the reason is shown)."""
+    if _login_configured():
+        return _login_session(db, mode, key=key)
+    try:
+        if not any(campaign.mode == mode for campaign in db.campaigns()):  # also checks the file
+            st.info(f"No {mode} campaign yet; create one with `harness ratings campaign`.")
+            return None
+        identities = _signed_in(db)
+        campaigns = [db.campaign(campaign_id) for campaign_id in identities]
+    except RatingsError as error:
+        st.error(plain(error))
+        return None
+    mine = [campaign for campaign in campaigns if campaign.mode == mode]
+    if not mine:
+        for other in campaigns:
+            page = "Rate outputs" if other.mode == "rubric" else "Compare answers"
+            st.info(
+                f"Your invitation is for the {other.mode} campaign {plain(other.campaign_id)}: "
+                f"open **{page}** in the menu to rate it."
+            )
+        _token_form(db, identities)
+        return None
+    campaign = mine[0] if len(mine) == 1 else _choose(mine, key=key)
+    if len(mine) == 1 and campaign.description:
+        st.caption(plain(campaign.description))
+    rater = identities[campaign.campaign_id].name
+    st.sidebar.caption(f"Rating as {plain(rater)}")
+    st.sidebar.button("Sign out", on_click=_sign_out, args=(campaign.campaign_id,), key="human_sign_out")
+    return campaign, rater
+
+
+def _login_session(db: RatingsDB, mode: Mode, *, key: str) -> tuple[Campaign, str] | None:
+    """OpenID Connect: the identity provider says who the rater is (their e-mail)."""
+    campaign = pick_campaign(db, (mode,), key=key)
+    if campaign is None:
+        return None
+    if not st.user.is_logged_in:
+        st.info("Log in to rate.")
+        st.button("Log in", on_click=st.login, key="human_login")
+        return None
+    email = str(st.user.get("email") or st.user.get("name") or "")
+    registered: set[tuple[str, str]] = st.session_state.setdefault(_OIDC_RATER_KEY, set())
+    try:
+        rater = normalise_rater(email)
         if (campaign.campaign_id, rater) not in registered:
             db.register_rater(campaign.campaign_id, rater)  # checks the campaign's rater list
             registered.add((campaign.campaign_id, rater))
     except RatingsError as error:
-        st.error(str(error))
-        st.button("Sign out", on_click=_sign_out, key="human_sign_out_refused")
+        st.error(plain(error))
         return None
-    st.session_state[RATER_KEY] = rater
-    if typed:
-        st.rerun()  # start over signed in, so the sign-in form does not linger above the first item
-    st.sidebar.caption(f"Rating as **{rater}**")
-    st.sidebar.button("Sign out", on_click=_sign_out, key="human_sign_out")
-    return rater
+    st.sidebar.caption(f"Rating as {plain(rater)}")
+    st.sidebar.button("Log out", on_click=st.logout, key="human_logout")
+    return campaign, rater
 
 
 def skip_item(db: RatingsDB, campaign: Campaign, rater: str, item_id: str, noun: str) -> None:
@@ -179,7 +240,7 @@ def skip_item(db: RatingsDB, campaign: Campaign, rater: str, item_id: str, noun:
     try:
         db.skip(campaign.campaign_id, rater, item_id)
     except RatingsError as error:
-        flash("error", str(error))
+        flash("error", plain(error))
         return
     flash("success", f"Skipped; you will not see that {noun} again.")
 
@@ -204,7 +265,7 @@ def submit_answers(
             comment=str(st.session_state.get(f"{prefix}:comment") or ""),
         )
     except RatingsError as error:
-        flash("error", str(error))
+        flash("error", plain(error))
         return None
     export_quietly(db, campaign.campaign_id)
     return result
@@ -236,7 +297,7 @@ def form_buttons(
 
 
 def flash(kind: str, text: str) -> None:
-    """A message to show after the rerun that follows a submission."""
+    """A message to show after the rerun that follows a submission (Markdown: user text via `plain`)."""
     st.session_state[_FLASH_KEY] = (kind, text)
 
 
@@ -273,7 +334,7 @@ def export_quietly(db: RatingsDB, campaign_id: str) -> None:
     try:
         export_campaign(db, store_root(), campaign_id)
     except (HarnessError, OSError) as error:
-        st.warning(f"Your rating is saved, but the ratings table could not be refreshed: {error}")
+        st.warning(f"Your rating is saved, but the ratings table could not be refreshed: {plain(error)}")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -370,5 +431,5 @@ def cached_human_by_run(root: str) -> pd.DataFrame:
     try:
         return _human_by_run(root, stamp)
     except HarnessError as error:
-        st.warning(f"Human ratings are not shown: {error}")
+        st.warning(f"Human ratings are not shown: {plain(error)}")
         return pd.DataFrame(columns=["run_id", "column", "value", "ci_low", "ci_high"])

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -80,12 +81,21 @@ def _compiled(template: str) -> jinja2.Template:
         raise HarnessError(f"invalid Jinja template {template!r}: {error.message}") from None
 
 
+# How the sandbox's refusals surface: its undefined value for an unsafe attribute, used further.
+_PRIVATE_ATTRIBUTE = re.compile(r"is unsafe|Undefined object' has no attribute '_")
+
+
 def render(template: str, doc: Mapping[str, Any]) -> str:
     compiled = _compiled(template)
     budget = _steps_left.set(MAX_LOOP_STEPS)
     try:
         return compiled.render(**doc)
     except jinja2.UndefinedError as error:
+        if _PRIVATE_ATTRIBUTE.search(error.message or ""):
+            # The sandbox turned a private attribute (`|attr('__class__')`) into an undefined value.
+            raise HarnessError(
+                f"template {_shorten(template)} refused: access to an unsafe attribute"
+            ) from None
         raise HarnessError(f"template {template!r} uses a missing field: {error.message}") from None
     except SecurityError as error:
         raise HarnessError(f"template {_shorten(template)} refused: {error}") from None
@@ -93,6 +103,17 @@ def render(template: str, doc: Mapping[str, Any]) -> str:
         raise HarnessError(f"template {_shorten(template)} failed: {type(error).__name__}: {error}") from None
     finally:
         _steps_left.reset(budget)
+
+
+@lru_cache(maxsize=512)
+def fields_read(template: str) -> frozenset[str]:
+    """The document fields a doc_to_* string may read: itself (a field name) and the variables its
+    template uses (only those the document has are fields; the rest are Jinja's own, such as `range`)."""
+    try:
+        variables = jinja2.meta.find_undeclared_variables(_ENVIRONMENT.parse(template))
+    except jinja2.TemplateSyntaxError:
+        variables = set()  # reported when the template is rendered
+    return frozenset({template, *variables})
 
 
 def _shorten(template: str) -> str:

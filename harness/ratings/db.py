@@ -1,4 +1,5 @@
-"""The ratings database: SQLite in WAL mode, one file (`<store>/ratings.sqlite` by default).
+"""The ratings database: SQLite in WAL mode, one file (`<store>/ratings.sqlite` by default; for a store
+in object storage a local file, see `RatingsDB.for_store`).
 
 Every rating is committed when it is submitted, in its own short write transaction
 (`BEGIN IMMEDIATE`, so two writers queue on SQLite's lock instead of failing half-way). The
@@ -9,6 +10,10 @@ the results page and `harness ratings export` read while raters write.
 
 Each thread keeps one connection per `RatingsDB` (Streamlit runs sessions on threads); other
 processes (the CLI, other app servers, a forked child) open their own.
+
+Raters sign in with personal tokens (`invite`, `identify`; see `access`). An item is assigned to a
+rater when the queue serves it to them (`next_item` records that), and only then may they rate or
+skip it: `submit` and `skip` refuse any other item with `ItemNotAssignedError`.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from harness.ratings import schema
+from harness.ratings.access import Identity, Invitation, Role, hash_token, new_token
 from harness.ratings.answers import validate_answers
-from harness.ratings.errors import RatingsBusyError, RatingsError
-from harness.ratings.queue import display_order, queue_order
+from harness.ratings.errors import ItemNotAssignedError, RatingsBusyError, RatingsError, SignInError
+from harness.ratings.queue import display_order, item_key, queue_order
 from harness.ratings.records import (
     Campaign,
     CampaignProgress,
@@ -36,6 +42,7 @@ from harness.ratings.records import (
     SubmitResult,
 )
 from harness.sqlite_wal import enable_wal
+from harness.store.location import local_directory
 
 __all__ = ["DB_FILE_NAME", "RatingsDB", "normalise_rater"]
 
@@ -48,7 +55,7 @@ def normalise_rater(name: str) -> str:
     """The rater id for a typed name: whitespace collapsed and case folded, so "Ann " is "ann"."""
     rater = " ".join(str(name).split()).casefold()
     if not rater:
-        raise RatingsError("enter your name to rate")
+        raise RatingsError("a rater name must not be empty")
     if len(rater) > 64 or not rater.isprintable():
         raise RatingsError("a rater name is at most 64 printable characters")
     return rater
@@ -69,7 +76,12 @@ class RatingsDB:
 
     @classmethod
     def for_store(cls, store_root: str | Path, *, timeout: float = DEFAULT_TIMEOUT_S) -> RatingsDB:
-        return cls(Path(store_root) / DB_FILE_NAME, timeout=timeout)
+        """The default database of a store: inside a local store; for a store in object storage
+        (`s3://bucket/prefix`: SQLite cannot live there) on this machine, next to that store's request
+        cache (`harness.store.location.local_directory`). Raters of a remote store therefore rate
+        through one app server (or pass `--db` to share a database file); the Parquet export is what
+        the store, and everyone reading it, sees."""
+        return cls(local_directory(store_root) / DB_FILE_NAME, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"RatingsDB({str(self.path)!r})"
@@ -196,6 +208,55 @@ class RatingsDB:
             )
         return rater
 
+    def invite(self, campaign_id: str, name: str) -> Invitation:
+        """A personal sign-in token for rater `name` of this campaign (replacing any earlier one)."""
+        rater = self.register_rater(campaign_id, name)
+        return self._new_token("rater", rater, campaign_id)
+
+    def add_viewer(self, name: str) -> Invitation:
+        """A sign-in token for the results pages (when the app requires viewers to sign in)."""
+        viewer = " ".join(str(name).split())
+        if not viewer or len(viewer) > 64 or not viewer.isprintable():
+            raise RatingsError("a viewer name is 1 to 64 printable characters")
+        return self._new_token("viewer", viewer, None)
+
+    def _new_token(self, role: Role, name: str, campaign_id: str | None) -> Invitation:
+        token = new_token()
+        identity = Identity(role=role, name=name, campaign_id=campaign_id, token_hash=hash_token(token))
+        with self._write(create=role == "viewer") as connection:
+            connection.execute(
+                "DELETE FROM tokens WHERE role = ? AND campaign_id IS ? AND name = ?",
+                (role, campaign_id, name),
+            )
+            connection.execute(
+                "INSERT INTO tokens (token_hash, role, campaign_id, name, created_at) VALUES (?, ?, ?, ?, ?)",
+                (identity.token_hash, role, campaign_id, name, _now()),
+            )
+        return Invitation(identity=identity, token=token)
+
+    def identify(self, token: str, role: Role = "rater") -> Identity:
+        """Who holds `token` (a hash lookup: the token itself is never stored); SignInError if nobody."""
+        return self._identity(hash_token(token), role)
+
+    def current(self, identity: Identity) -> Identity:
+        """`identity` again if its token is still valid (not replaced by a newer invitation)."""
+        return self._identity(identity.token_hash, identity.role)
+
+    def _identity(self, token_hash: str, role: Role) -> Identity:
+        if not self.exists():
+            raise SignInError("that token is not valid here: no one has been invited yet")
+        with self._connect() as connection:
+            row = connection.execute(
+                "SELECT campaign_id, name FROM tokens WHERE token_hash = ? AND role = ?", (token_hash, role)
+            ).fetchone()
+        if row is None:
+            raise SignInError(
+                f"that {role} token is not valid (mistyped, or replaced by a newer invitation); "
+                "ask the organiser for a new one"
+            )
+        campaign_id, name = row
+        return Identity(role=role, name=str(name), campaign_id=campaign_id, token_hash=token_hash)
+
     def _check_rater(self, connection: sqlite3.Connection, campaign_id: str, rater: str) -> None:
         row = connection.execute(
             "SELECT 1 FROM raters WHERE campaign_id = ? AND rater = ?", (campaign_id, rater)
@@ -239,10 +300,41 @@ class RatingsDB:
             if not queue:
                 return None
             item = schema.load_item(connection, campaign_id, queue[0])
+            secret = schema.item_key_secret(connection)
+            assigned = self._assigned(connection, campaign_id, rater, queue[0])
         assert item is not None  # it was just listed, and items are never deleted
+        if not assigned:
+            # Only the first serving writes; reruns showing the same item stay reads.
+            with self._write() as connection:
+                connection.execute(
+                    "INSERT OR IGNORE INTO assignments (campaign_id, rater, item_id, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (campaign_id, rater, item.item_id, _now()),
+                )
         order = display_order(item, campaign.seed, rater)
         outputs = tuple(item.outputs[item.runs.index(run)] for run in order)
-        return ServedItem(item=item, display_order=order, outputs=outputs)
+        key = item_key(secret, campaign_id, rater, item.item_id)
+        return ServedItem(item=item, display_order=order, outputs=outputs, key=key)
+
+    @staticmethod
+    def _assigned(connection: sqlite3.Connection, campaign_id: str, rater: str, item_id: str) -> bool:
+        row = connection.execute(
+            "SELECT 1 FROM assignments WHERE campaign_id = ? AND rater = ? AND item_id = ?",
+            (campaign_id, rater, item_id),
+        ).fetchone()
+        return row is not None
+
+    def _check_assigned(
+        self, connection: sqlite3.Connection, campaign: Campaign, rater: str, item_id: str
+    ) -> None:
+        """An item is a rater's once the queue served it to them (`next_item`); a later overlap
+        filled by others does not take it back. Any other item is refused, so a rater (or a script
+        with their token) cannot pick which items to rate, stuff full items or rate unseen ones."""
+        if not self._assigned(connection, campaign.campaign_id, rater, item_id):
+            raise ItemNotAssignedError(
+                f"item '{item_id}' of campaign '{campaign.campaign_id}' is not assigned to rater "
+                f"'{rater}'; nothing was saved"
+            )
 
     # -- submissions -----------------------------------------------------------------------------
 
@@ -280,6 +372,7 @@ class RatingsDB:
             ).fetchone()
             if done is not None:
                 return SubmitResult(False, item_id, "You already rated this item; it was not counted twice.")
+            self._check_assigned(connection, campaign, rater, item_id)
             created_at, order = _now(), json.dumps(list(display_order))
             connection.executemany(
                 "INSERT INTO ratings (campaign_id, rater, item_id, question, value, vote, comment, "
@@ -311,10 +404,11 @@ class RatingsDB:
     def skip(self, campaign_id: str, rater: str, item_id: str) -> None:
         """Never serve this item to this rater again; a skip is not a rating and counts for nothing."""
         with self._write() as connection:
-            self._campaign(connection, campaign_id)
+            campaign = self._campaign(connection, campaign_id)
             self._check_rater(connection, campaign_id, rater)
             if schema.load_item(connection, campaign_id, item_id) is None:
                 raise RatingsError(f"campaign '{campaign_id}' has no item '{item_id}'")
+            self._check_assigned(connection, campaign, rater, item_id)
             connection.execute(
                 "INSERT OR IGNORE INTO responses (campaign_id, rater, item_id, outcome, created_at) "
                 "VALUES (?, ?, ?, 'skipped', ?)",

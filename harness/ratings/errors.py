@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.errors import HarnessError
 
-__all__ = ["RatingsBusyError", "RatingsError"]
+__all__ = ["ItemNotAssignedError", "RatingsBusyError", "RatingsError", "SignInError"]
 
 
 class RatingsError(HarnessError):
@@ -13,3 +13,11 @@ class RatingsError(HarnessError):
 
 class RatingsBusyError(RatingsError):
     """Another process held the database's write lock for longer than the timeout; nothing was written."""
+
+
+class ItemNotAssignedError(RatingsError):
+    """A rating or skip for an item the queue never gave this rater; nothing was written."""
+
+
+class SignInError(RatingsError):
+    """A sign-in token that is malformed, unknown or replaced by a newer invitation."""

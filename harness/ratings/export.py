@@ -8,6 +8,12 @@ and the winner (pairwise), and whether a gold item was answered correctly, so re
 The store writes and reads the parts (`harness.store`); a part is rewritten whole, never in place.
 Exports of one campaign from several processes (two rating pages, the CLI) take an exclusive file
 lock around snapshot-and-replace, so an older snapshot can never replace a newer one.
+
+A store in object storage (`s3://bucket/prefix`) gets the same table: its database lives on this
+machine (`RatingsDB.for_store`), and each export uploads a campaign's part as one object at its final
+key, which readers see whole or not at all (`harness.store.location.write_file`). The lock then
+lives in the local folder kept for that store (`harness.store.location.local_directory`): the
+exporters that can race are the ones sharing that database, all on this machine.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from harness.ratings.db import RatingsDB
 from harness.ratings.errors import RatingsError
 from harness.ratings.records import Campaign, Item
 from harness.ratings.schema import RatingRow
-from harness.store import read_table, write_part
+from harness.store import ResultStore, read_table, write_part
+from harness.store.location import is_remote, local_directory, uri
 
 __all__ = [
     "RATINGS_SCHEMA",
@@ -141,7 +148,16 @@ def _export_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _ratings_dir(store_root: str | Path) -> Path:
+def _lock_dir(store_root: str | Path) -> Path:
+    """Where the export lock lives: the store's ratings folder, or for a remote store a local folder
+    (an object store has no locks); checks first that the store is there."""
+    if is_remote(store_root):
+        # A missing bucket, wrong credentials, no endpoint: one line; a prefix with no store: refused.
+        if not ResultStore(store_root).exists():
+            raise RatingsError(f"no results store at {uri(store_root)}")
+        directory = local_directory(store_root) / RATINGS_TABLE
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
     root = Path(store_root)
     if not root.is_dir():
         raise RatingsError(f"no results store at {root}")
@@ -151,8 +167,9 @@ def _ratings_dir(store_root: str | Path) -> Path:
 
 
 def export_campaign(db: RatingsDB, store_root: str | Path, campaign_id: str) -> tuple[Path, int]:
-    """Write one campaign's part file; returns its path and row count."""
-    directory = _ratings_dir(store_root)
+    """Write one campaign's part file; returns its path (an `s3://` one folded by Path: see
+    `harness.store.location.uri`) and row count."""
+    directory = _lock_dir(store_root)
     with _export_lock(directory):
         campaign, items, rows = db.rating_rows(campaign_id)
         table = ratings_table(campaign, items, rows)
@@ -175,6 +192,6 @@ def read_ratings(store_root: str | Path, campaign_id: str | None = None) -> pd.D
         table = read_table(store_root, RATINGS_TABLE, RATINGS_SCHEMA, keys)
     except HarnessError as error:
         raise RatingsError(
-            f"cannot read the ratings table in {Path(store_root) / RATINGS_TABLE}: {error}"
+            f"cannot read the ratings table in {uri(store_root)}/{RATINGS_TABLE}: {error}"
         ) from error
     return table.to_pandas()

@@ -80,6 +80,9 @@ class ServedItem:
     item: Item
     display_order: tuple[str, ...]  # run ids (or gold:a/gold:b) left to right
     outputs: tuple[str, ...]  # the outputs in display order
+    # Opaque id of this item for this rater: what a page may send to the browser (widget keys),
+    # where the item id or the runs would tell a blind rater which run wrote which answer.
+    key: str = ""
 
 
 @dataclass(frozen=True)

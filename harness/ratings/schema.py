@@ -7,6 +7,7 @@ SQLite has no arrays, and JSON keeps the file readable with the `sqlite3` shell.
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ __all__ = [
     "RatingRow",
     "ensure",
     "insert_campaign",
+    "item_key_secret",
     "load_campaign",
     "load_campaigns",
     "load_item",
@@ -29,8 +31,10 @@ __all__ = [
     "load_ratings",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _FORMAT = "harness-ratings"
+# Meta key of the random secret that makes the item keys sent to browsers opaque (see `queue.item_key`).
+SECRET_KEY = "item_key_secret"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -89,6 +93,26 @@ CREATE TABLE IF NOT EXISTS ratings (
 );
 """
 
+# Version 2: sign-in tokens (only their SHA-256 is kept) and the items each rater was served.
+_TABLES_V2 = """
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('rater', 'viewer')),
+    campaign_id TEXT REFERENCES campaigns (campaign_id),
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_holder ON tokens (role, campaign_id, name);
+CREATE TABLE IF NOT EXISTS assignments (
+    campaign_id TEXT NOT NULL,
+    rater TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (campaign_id, rater, item_id),
+    FOREIGN KEY (campaign_id, item_id) REFERENCES items (campaign_id, item_id)
+)
+"""
+
 
 @dataclass(frozen=True)
 class RatingRow:
@@ -102,8 +126,39 @@ class RatingRow:
     display_order: tuple[str, ...]
 
 
+def _run(connection: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: `executescript` would commit the caller's open transaction first.
+    for statement in script.split(";"):
+        if statement.strip():
+            connection.execute(statement)
+
+
+def _upgrade(connection: sqlite3.Connection, version: int) -> None:
+    """Bring a database of an older schema version up to this one (tables are only ever added)."""
+    # IMMEDIATE: two processes creating or upgrading the database at once serialise here.
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if version < 1:
+            _run(connection, _TABLES)
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (_FORMAT,))
+        _run(connection, _TABLES_V2)
+        connection.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (SECRET_KEY, secrets.token_hex(32))
+        )
+        connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 def ensure(connection: sqlite3.Connection, *, create: bool, path: Path, error: type[Exception]) -> None:
-    """Create the tables (first use) or check that this file is a ratings database we can read."""
+    """Create the tables (first use), upgrade an older version, or check that this file is a ratings
+    database we can read."""
     has_meta = connection.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
     ).fetchone()
@@ -111,21 +166,7 @@ def ensure(connection: sqlite3.Connection, *, create: bool, path: Path, error: t
         other = connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
         if not create or other:
             raise error(f"{path} is an SQLite file but not a harness ratings database")
-        # IMMEDIATE: two processes creating the database at once serialise here.
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            # Statement by statement: `executescript` would commit the open transaction first.
-            for statement in _TABLES.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?), ('format', ?)",
-                (str(SCHEMA_VERSION), _FORMAT),
-            )
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        _upgrade(connection, 0)
     meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
     if meta.get("format") != _FORMAT:
         raise error(f"{path} is an SQLite file but not a harness ratings database")
@@ -135,7 +176,14 @@ def ensure(connection: sqlite3.Connection, *, create: bool, path: Path, error: t
             f"ratings database {path} has schema version {version}, newer than the {SCHEMA_VERSION} "
             "this harness supports; upgrade harness to use it"
         )
+    if int(version) < SCHEMA_VERSION:
+        _upgrade(connection, int(version))
     connection.execute("PRAGMA foreign_keys = ON")
+
+
+def item_key_secret(connection: sqlite3.Connection) -> bytes:
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (SECRET_KEY,)).fetchone()
+    return bytes.fromhex(str(row[0]))
 
 
 def insert_campaign(connection: sqlite3.Connection, campaign: Campaign, items: Sequence[Item]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PAGES", "VIEWS_DIR", "PageSpec"]
+__all__ = ["PAGES", "RATING_PAGES", "VIEWS_DIR", "PageSpec"]
 
 VIEWS_DIR = Path(__file__).resolve().parent
 
@@ -40,3 +40,6 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("rate_pairwise.py", "Compare answers", ":material/compare:", "Human evaluation", "pairwise"),
     PageSpec("human_results.py", "Human results", ":material/groups:", "Human evaluation", "human-results"),
 )
+
+# The rating page of each campaign mode (its url_path): where an invitation link points.
+RATING_PAGES: dict[str, str] = {"rubric": "rate-rubric", "pairwise": "pairwise"}

@@ -8,6 +8,7 @@ import streamlit as st
 from harness.errors import HarnessError
 from harness.leaderboard.human import export_quietly, pick_campaign, ratings_db, run_names, store_root
 from harness.leaderboard.ranking import interval_text
+from harness.leaderboard.ui import plain
 from harness.ratings import Campaign, CampaignSummary, RatingsDB, RatingsError, ratings_frame, summarize
 from harness.ratings.correlation import sample_metric_values
 from harness.store import list_store, load_samples
@@ -112,7 +113,7 @@ def _raters_and_metrics(summary: CampaignSummary) -> None:
         st.subheader("Human judgement against automatic metrics, per document")
         st.dataframe(summary.correlations, hide_index=True, width="stretch")
     for note in summary.notes:
-        st.info(note)
+        st.info(plain(note))
 
 
 def _show(db: RatingsDB, campaign: Campaign) -> None:
@@ -137,12 +138,12 @@ def _show(db: RatingsDB, campaign: Campaign) -> None:
     _raters_and_metrics(summary)
     if st.button("Export to the store's ratings table", key="hr_export"):
         export_quietly(db, campaign.campaign_id)
-        st.success(f"Exported {len(ratings)} rating(s) to {root}/ratings.")
+        st.success(f"Exported {len(ratings)} rating(s) to the store's ratings table.")
 
 
 def main() -> None:
     st.title("Human evaluation")
-    db = ratings_db()
+    db = ratings_db(results=True)
     if db is None:
         return
     campaign = pick_campaign(db, ("rubric", "pairwise"), key="hr_campaign")
@@ -151,7 +152,7 @@ def main() -> None:
     try:
         _show(db, campaign)
     except RatingsError as error:
-        st.error(str(error))
+        st.error(plain(error))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The order is drawn per rater and item (stable across reruns) and recorded with the vote. Submitting
 runs in the button's callback, bound to the pair the form showed, so a second tab or a double click
-can never attach a vote to a different pair.
+can never attach a vote to a different pair. Nothing sent to the browser before the vote names a run
+or a model: the widget keys carry the pair's opaque `ServedItem.key`, never its item id.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from harness.leaderboard.human import (
     VOTE_LABELS,
     flash,
     form_buttons,
-    pick_campaign,
+    rater_session,
     ratings_db,
     run_names,
     show_flash,
     show_progress,
-    sign_in,
     submit_answers,
 )
+from harness.leaderboard.ui import plain
 from harness.ratings import VOTES, Campaign, RatingsDB, ServedItem
 
 _REVEAL_KEY = "rp_reveal"
@@ -54,7 +55,7 @@ def _reveal(reveal: dict[str, Any]) -> None:
         st.markdown("Both answers were written for this campaign as a check.")
     else:
         names = run_names(order)
-        st.markdown(f"**A** was {names[order[0]]}  \n**B** was {names[order[1]]}")
+        st.markdown(f"**A** was {plain(names[order[0]])}  \n**B** was {plain(names[order[1]])}")
     st.button(
         "Next pair", type="primary", key="rp_next", on_click=st.session_state.pop, args=(_REVEAL_KEY, None)
     )
@@ -69,7 +70,7 @@ def _vote_form(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem
     left.text(served.outputs[0])
     right.markdown("**Answer B**")
     right.text(served.outputs[1])
-    prefix = f"rp:{campaign.campaign_id}:{item.item_id}"
+    prefix = f"rp-{served.key}"  # opaque: the item id names both runs
     with st.form(f"{prefix}:form"):
         st.radio(
             "Which answer is better?",
@@ -89,12 +90,10 @@ def main() -> None:
     db = ratings_db()
     if db is None:
         return
-    campaign = pick_campaign(db, ("pairwise",), key="rp_campaign")
-    if campaign is None:
+    session = rater_session(db, "pairwise", key="rp_campaign")
+    if session is None:
         return
-    rater = sign_in(db, campaign)
-    if rater is None:
-        return
+    campaign, rater = session
     reveal = st.session_state.get(_REVEAL_KEY)
     if reveal is not None and reveal["campaign"] == campaign.campaign_id:
         _reveal(reveal)

@@ -2,6 +2,7 @@
 
 Submitting runs in the button's callback, bound to the item the form showed: a rerun (or another tab
 rating the same item first) can change what the page would show next, never what was answered.
+Widget keys carry the item's opaque `ServedItem.key`, not its id (which names the run).
 """
 
 from __future__ import annotations
@@ -13,19 +14,19 @@ import streamlit as st
 from harness.leaderboard.human import (
     flash,
     form_buttons,
-    pick_campaign,
+    rater_session,
     ratings_db,
     show_flash,
     show_progress,
-    sign_in,
     submit_answers,
 )
+from harness.leaderboard.ui import plain
 from harness.ratings import Campaign, RatingsDB, ServedItem
 from harness.ratings.rubric import SCALE_POINTS, Criterion
 
 
 def _point_label(criterion: Criterion) -> Callable[[int], str]:
-    return lambda point: f"{point} · {criterion.describe(point)}"
+    return lambda point: f"{point} · {plain(criterion.describe(point))}"
 
 
 def _on_submit(db: RatingsDB, campaign: Campaign, rater: str, served: ServedItem, prefix: str) -> None:
@@ -46,11 +47,12 @@ def main() -> None:
     db = ratings_db()
     if db is None:
         return
-    campaign = pick_campaign(db, ("rubric",), key="rr_campaign")
-    if campaign is None or campaign.rubric is None:
+    session = rater_session(db, "rubric", key="rr_campaign")
+    if session is None:
         return
-    rater = sign_in(db, campaign)
-    if rater is None:
+    campaign, rater = session
+    rubric = campaign.rubric
+    if rubric is None:
         return
     show_flash()
     show_progress(db, campaign, rater)
@@ -58,9 +60,9 @@ def main() -> None:
     if served is None:
         st.success("Nothing is left for you to rate in this campaign. Thank you!")
         return
-    rubric, item = campaign.rubric, served.item
+    item = served.item
     if rubric.instructions:
-        st.info(rubric.instructions)
+        st.info(plain(rubric.instructions))
     st.markdown("**Prompt**")
     st.text(item.prompt)
     st.markdown("**Output**")
@@ -68,11 +70,11 @@ def main() -> None:
     if rubric.show_target and item.target:
         st.markdown("**Reference answer**")
         st.text(item.target)
-    prefix = f"rr:{campaign.campaign_id}:{item.item_id}"
+    prefix = f"rr-{served.key}"  # opaque: the item id names the run
     with st.form(f"{prefix}:form"):
         for criterion in rubric.criteria:
             st.radio(
-                f"**{criterion.name}**: {criterion.question}",
+                f"**{plain(criterion.name)}**: {plain(criterion.question)}",
                 SCALE_POINTS,
                 index=None,
                 format_func=_point_label(criterion),

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from harness.leaderboard.ui import cached_counts, pick_run, store_data
+from harness.leaderboard.ui import cached_counts, pick_run, plain, store_data
 from harness.store import Provenance
 
 _SCORE_COLUMNS = ["task", "task_version", "metric", "value", "stderr", "ci_low", "ci_high", "n", "signature"]
@@ -47,7 +47,7 @@ def main() -> None:
     st.subheader("Scores")
     scores = data.scores.loc[data.scores["run_id"] == run_id]
     if scores.empty:
-        st.info(f"Run {run_id} has no stored scores.")
+        st.info(f"Run {plain(run_id)} has no stored scores.")
     else:
         st.dataframe(scores[_SCORE_COLUMNS], hide_index=True, width="stretch")
     st.subheader("Samples")

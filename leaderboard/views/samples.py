@@ -15,7 +15,7 @@ from harness.leaderboard.samples_view import (
     is_binary,
     sample_table,
 )
-from harness.leaderboard.ui import cached_samples, pick_run, store_data
+from harness.leaderboard.ui import cached_samples, pick_run, plain, store_data
 
 _PAGE_SIZE = 200
 
@@ -52,14 +52,14 @@ def main() -> None:
         return
     tasks = sorted(data.scores.loc[data.scores["run_id"] == run_id, "task"].astype(str).unique())
     if not tasks:
-        st.info(f"Run {run_id} has no scores, so no tasks to browse.")
+        st.info(f"Run {plain(run_id)} has no scores, so no tasks to browse.")
         return
     task = str(middle.selectbox("Task", tasks, key="smp_task"))
     samples = cached_samples(data, run_id, task)
     if samples is None:
         return
     if samples.empty:
-        st.info(f"Run {run_id} stored no samples for {task}.")
+        st.info(f"Run {plain(run_id)} stored no samples for {plain(task)}.")
         return
     names = metric_names(samples["statistics"])
     metric = right.selectbox("Metric", names, key="smp_metric") if names else None
@@ -80,10 +80,10 @@ def main() -> None:
         return
     doc_id = st.selectbox("Document", window["doc_id"].tolist(), key="smp_doc")
     row = window.loc[window["doc_id"] == doc_id].iloc[0]
-    st.markdown(f"**Prompt** (group: {row['group']})")
+    st.markdown(f"**Prompt** (group: {plain(row['group'])})")
     st.text(str(row["prompt"]))
     output, target = st.columns(2)
-    output.markdown(f"**Output** ({metric}: {row['value']:.4g})")
+    output.markdown(f"**Output** ({plain(metric)}: {row['value']:.4g})")
     output.text(str(row["output"]))
     target.markdown("**Target**")
     target.text(str(row["target"]))

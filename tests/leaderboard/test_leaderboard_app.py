@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,12 +12,15 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Element
 
 import harness
-from harness.leaderboard.ui import STORE_KEY
+from harness.leaderboard.ui import PRIVATE_ENV, STORE_KEY
 from harness.leaderboard.views import PAGES, VIEWS_DIR
-from harness.store import MARKER_NAME
+from harness.ratings import RatingsDB
+from harness.store import MARKER_NAME, ResultStore, RunRecord, SampleRecord, ScoreRecord
 
 APP = Path(VIEWS_DIR).parent / "app.py"
 TIMEOUT = 30
+# Named, not the default suite: the pages' expectations below are about these four tasks.
+TASKS = ["harness_prose_ppl", "harness_reading_mc", "harness_tone", "harness_facts_qa"]
 # (model name, mock seed, experiment, step): two models, one of them at three checkpoints.
 FIXTURE_RUNS = (
     ("mock-alpha", "0", "sft", 100),
@@ -29,6 +34,7 @@ def _evaluate(store: Path, name: str, seed: str, experiment: str, step: int) -> 
     report = harness.evaluate(
         model=f"mock:{seed}",
         model_args={"name": name},
+        tasks=TASKS,
         store=store,
         experiment=experiment,
         step=step,
@@ -222,3 +228,102 @@ def test_run_with_missing_samples_keeps_the_rest_working(tmp_path: Path) -> None
     assert not app.exception
     assert json.loads(app.json[0].value)["adapter"] == "mock"  # the run itself is still shown
     assert "no samples table part" in _texts(app)
+
+
+# -- the store fixed at launch, private results, user text as text -----------------------------------
+
+
+def test_the_store_is_fixed_at_launch(store: Path) -> None:
+    app = _app(store)
+    assert not [box for box in app.sidebar.text_input]  # no path box a visitor could point elsewhere
+    assert any(caption.value == "Results store: store" for caption in app.sidebar.caption)
+    assert str(store.parent) not in str([caption.value for caption in app.sidebar.caption])
+
+
+def _results_texts(app: AppTest) -> str:
+    return _texts(app).replace("\\", "")
+
+
+@pytest.mark.parametrize("page", [None, "samples.py", "run_details.py", "compare.py", "human_results.py"])
+def test_a_private_app_asks_for_a_viewer_token(
+    store: Path, page: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PRIVATE_ENV, "1")
+    db = RatingsDB.for_store(store)
+    viewer = db.add_viewer(f"viewer for {page}").token
+    app = _app(store, page)
+    assert not app.dataframe and not app.json  # no results before signing in
+    assert "results on this server are private" in _results_texts(app)
+    assert "mock-alpha" not in str([str(node.proto) for node in app.main])
+    app.text_input(key="viewer_token").input("x" * 43)
+    (sign_in,) = [button for button in app.button if button.label == "Sign in"]
+    sign_in.click().run()
+    assert "viewer token is not valid" in _results_texts(app) and not app.dataframe
+    app.text_input(key="viewer_token").input(viewer)
+    (sign_in,) = [button for button in app.button if button.label == "Sign in"]
+    sign_in.click().run()
+    assert not app.exception
+    assert "private" not in _results_texts(app)
+    if page != "human_results.py":  # that page has no campaigns in this store to show
+        assert app.dataframe or app.json
+    assert any("Viewing as viewer for" in str(caption.value) for caption in app.sidebar.caption)
+
+
+def test_a_viewer_link_signs_in_and_a_rater_token_does_not(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PRIVATE_ENV, "1")
+    db = RatingsDB.for_store(store)
+    viewer = db.add_viewer("linked").token
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.session_state[STORE_KEY] = str(store)
+    app.query_params["token"] = viewer
+    app.run()
+    assert not app.exception and app.dataframe and "token" not in app.query_params
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.session_state[STORE_KEY] = str(store)
+    app.query_params["token"] = "R" * 43  # a rater's, or anybody's: not a viewer token
+    app.run()
+    assert not app.dataframe and "viewer token is not valid" in _results_texts(app)
+
+
+def test_user_text_on_the_results_pages_is_shown_as_text(tmp_path: Path) -> None:
+    """Model, experiment, group and metric-bearing text with Markdown/HTML never renders live."""
+    root = tmp_path / "store"
+    evil = "![m](http://203.0.113.9/m.png)<img src=http://203.0.113.9/i.png>[x](http://e)"
+    sample = SampleRecord(
+        run_id="evil-run",
+        task="qa",
+        doc_id=0,
+        prompt=f"prompt {evil}",
+        target="t",
+        prediction=f"output {evil}",
+        choice_logprobs=None,
+        statistics={"exact_match/match": 0.0, "exact_match/count": 1.0},
+        group=f"group {evil}",
+    )
+    score = ScoreRecord("evil-run", "qa", "1", "exact_match", 0.0, None, None, None, 1, True, "em")
+    run = RunRecord(
+        run_id="evil-run",
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        model=f"model {evil}",
+        model_fingerprint="f",
+        experiment=f"exp {evil}",
+        step=1,
+        tasks=("qa",),
+    )
+    ResultStore(root).write_run(run, [score], [sample])
+    live = re.compile(r"(?<!\\)\]\((?:http|//)|(?<!\\)<img")
+    for page in ("samples.py", "run_details.py"):
+        app = _app(root, page)
+        shown = [
+            str(element.value)
+            for kind in ("markdown", "caption", "info", "warning")
+            for element in app.get(kind)
+            if isinstance(element, Element)
+        ]
+        assert not [text for text in shown if live.search(text)], shown
+        if page == "samples.py":
+            (heading,) = [text for text in shown if text.startswith("**Prompt**")]
+            assert heading.replace("\\", "") == f"**Prompt** (group: group {evil})"
+            assert f"output {evil}" in [text.value for text in app.text]  # sample text as st.text

@@ -1,18 +1,28 @@
-"""The rating pages, run headless by Streamlit's AppTest: a rater walks through both modes."""
+"""The rating pages, run headless by Streamlit's AppTest: raters sign in with their own tokens and walk
+through both modes; nothing before a pairwise vote names a run; user text never renders as Markdown."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Element
 
-from harness.leaderboard.human import check_passcode
 from harness.leaderboard.ui import STORE_KEY
 from harness.leaderboard.views import PAGES, VIEWS_DIR
-from harness.ratings import RatingsDB, export_ratings, load_gold, load_rubric, plan_campaign, read_ratings
+from harness.ratings import (
+    RatingsDB,
+    RatingsError,
+    export_ratings,
+    load_gold,
+    load_rubric,
+    plan_campaign,
+    read_ratings,
+)
 from harness.store import ResultStore
 from tests.ratings.test_ratings_support import ROOT, RUBRIC_PATH, two_run_store
 
@@ -38,11 +48,11 @@ def store(tmp_path: Path) -> Path:
     return root
 
 
-def _page(store: Path, script: str, *, passcode: str | None = None) -> AppTest:
+def _page(store: Path, script: str, *, token: str | None = None) -> AppTest:
     app = AppTest.from_file(str(VIEWS_DIR / script), default_timeout=TIMEOUT)
     app.session_state[STORE_KEY] = str(store)
-    if passcode is not None:
-        app.secrets["ratings"] = {"passcode": passcode}
+    if token is not None:
+        app.query_params["token"] = token  # opened from the invitation link
     return app.run()
 
 
@@ -51,10 +61,12 @@ def _ok(app: AppTest) -> AppTest:
     return app
 
 
-def _sign_in(app: AppTest, name: str, passcode: str | None = None) -> AppTest:
-    app.text_input(key="human_name").input(name)
-    if passcode is not None:
-        app.text_input(key="human_passcode").input(passcode)
+def _token(store: Path, campaign: str, rater: str) -> str:
+    return RatingsDB.for_store(store).invite(campaign, rater).token
+
+
+def _sign_in(app: AppTest, token: str) -> AppTest:
+    app.text_input(key="human_token").input(token)
     return _ok(_submit(app, "Start rating"))
 
 
@@ -73,15 +85,17 @@ def _texts(app: AppTest, *kinds: str) -> str:
     for kind in kinds or ("success", "warning", "info", "error", "markdown", "caption"):
         for element in app.get(kind):
             assert isinstance(element, Element), element  # a message, not a container
-            parts.append(str(element.value))
+            # As rendered: user text arrives as backslash-escaped Markdown.
+            parts.append(str(element.value).replace("\\", ""))
     return "\n".join(parts)
 
 
 def test_rubric_walkthrough(store: Path) -> None:
     app = _ok(_page(store, "rate_rubric.py"))
     assert app.title[0].value == "Rate outputs"
-    app = _sign_in(app, "Ann")
-    assert "Rating as **ann**" in _texts(app)
+    assert not app.radio  # nothing to rate before signing in
+    app = _sign_in(app, _token(store, "quality", "Ann"))
+    assert "Rating as ann" in _texts(app)
     first = RatingsDB.for_store(store).next_item("quality", "ann")
     assert first is not None
     shown_first = _shown(app)
@@ -113,7 +127,8 @@ def test_rubric_walkthrough(store: Path) -> None:
 
 
 def test_second_tab_cannot_rate_twice(store: Path) -> None:
-    tabs = [_sign_in(_ok(_page(store, "rate_rubric.py")), "bob") for _ in range(2)]
+    token = _token(store, "quality", "bob")
+    tabs = [_sign_in(_ok(_page(store, "rate_rubric.py")), token) for _ in range(2)]
     assert _shown(tabs[0]) == _shown(tabs[1])  # both tabs show bob's next item
     for tab in tabs:
         tab.radio[0].set_value(3)
@@ -127,10 +142,12 @@ def test_second_tab_cannot_rate_twice(store: Path) -> None:
 
 
 def test_pairwise_walkthrough_hides_run_names_until_the_vote(store: Path) -> None:
-    app = _sign_in(_ok(_page(store, "rate_pairwise.py")), "cy")
+    app = _ok(_page(store, "rate_pairwise.py", token=_token(store, "duel", "cy")))
     assert app.title[0].value == "Compare answers"
+    assert "token" not in app.query_params  # the token leaves the address bar once read
     before = _texts(app) + "".join(str(text.value) for text in app.text)
     assert "good" not in before.replace("goods", "") and "model-" not in before
+    _assert_blind(app)
     answer_a = app.text[1].value
     app.radio[0].set_value("A")
     app = _ok(_submit(app, "Submit vote"))
@@ -155,21 +172,82 @@ def test_pairwise_walkthrough_hides_run_names_until_the_vote(store: Path) -> Non
     assert len(db.rating_rows("duel")[2]) == 1
 
 
-def test_passcode_and_rater_list(store: Path) -> None:
-    app = _page(store, "rate_pairwise.py", passcode="s3cret")
-    app.text_input(key="human_name").input("dee")
-    app.text_input(key="human_passcode").input("guess")
-    app = _ok(_submit(app, "Start rating"))
-    assert "passcode is not right" in _texts(app, "error")
-    app.text_input(key="human_passcode").input("s3cret")
-    app = _ok(_submit(app, "Start rating"))
-    assert "Rating as **dee**" in _texts(app)
+def _leaves(node: Any) -> list[Any]:
+    children = getattr(node, "children", None)
+    if not children:
+        return [node]
+    own = [node] if getattr(node, "proto", None) is not None else []
+    return own + [leaf for child in children.values() for leaf in _leaves(child)]
 
+
+def _assert_blind(app: AppTest) -> None:
+    """No widget key, element id or text of the page before a vote names a run, model or item id."""
+    db = RatingsDB.for_store(Path(str(app.session_state[STORE_KEY])))
+    # The runs are named good and bad ("Both are bad" is a vote), so look for their ids as item ids
+    # carry them (qa/3/good~bad), their model names, and gold items' ids.
+    secrets = {"model-good", "model-bad", "gold-", "good~", "~bad", "/good", "/bad"}
+    secrets |= {item.item_id for item in db.items("duel")}
+    # Every element's protobuf as sent to the browser: texts, labels, widget ids (keys) and form ids.
+    sent = [str(node.proto) for node in _leaves(app.main)] + [
+        str(node.proto) for node in _leaves(app.sidebar)
+    ]
+    assert any("rp-" in text for text in sent)  # the vote widget's key is there, and opaque
+    for text in sent:
+        leaked = [secret for secret in secrets if secret in text.replace("goods", "")]
+        assert not leaked, (leaked, text[:300])
+
+
+def test_raters_sign_in_with_their_own_tokens(store: Path) -> None:
+    ann, bob = _token(store, "duel", "ann"), _token(store, "duel", "bob")
+    db = RatingsDB.for_store(store)
+    assert db.identify(ann).name == "ann" and db.identify(bob).name == "bob"
+    app = _ok(_page(store, "rate_pairwise.py"))
+    assert not app.text_input(key="human_token").value
+    assert not [box for box in app.text_input if "name" in str(box.label).lower()]  # no name to type
+    app = _sign_in(app, "not-a-token")
+    assert "not a sign-in token" in _texts(app, "error") and not app.radio
+    app = _sign_in(app, "x" * 43)  # well formed, but nobody's
+    assert "token is not valid" in _texts(app, "error") and not app.radio
+    app = _sign_in(app, bob)
+    assert "Rating as bob" in _texts(app) and len(app.radio) == 1
+    app.radio[0].set_value("B")
+    _ok(_submit(app, "Submit vote"))
+    (row,) = db.rating_rows("duel")[2]
+    assert row.rater == "bob"  # the token said who rated, nothing typed did
+
+    # A new invitation voids the old token, also in a session already signed in with it.
+    _token(store, "duel", "bob")
+    app = _ok(_submit(app, "Next pair"))
+    assert "token is not valid" in _texts(app, "error") and not app.radio
+
+    # A rubric token opens the rubric page only; the pairwise page points there.
+    app = _ok(_page(store, "rate_pairwise.py", token=_token(store, "quality", "ann")))
+    assert "for the rubric campaign quality" in _texts(app, "info") and not app.radio
+
+
+def test_rater_list_applies_to_invitations(store: Path) -> None:
     with sqlite3.connect(store / "ratings.sqlite") as connection:
         connection.execute("UPDATE campaigns SET roster = '[\"ann\"]' WHERE campaign_id = 'duel'")
-    app = _sign_in(_ok(_page(store, "rate_pairwise.py")), "mallory")
-    assert "'mallory' is not on the rater list" in _texts(app, "error")
-    assert check_passcode(None, "") and not check_passcode("a", "b")
+    with pytest.raises(RatingsError, match="'mallory' is not on the rater list"):
+        _token(store, "duel", "mallory")
+    assert RatingsDB.for_store(store).identify(_token(store, "duel", "Ann")).name == "ann"
+
+
+def test_user_text_is_shown_as_text(store: Path) -> None:
+    """A campaign description, prompts and outputs with Markdown and HTML arrive as literal text."""
+    evil = "![x](http://198.51.100.7/x.png) <img src=http://198.51.100.7/y.png> **bold** [a](http://e)"
+    with sqlite3.connect(store / "ratings.sqlite") as connection:
+        connection.execute("UPDATE campaigns SET description = ? WHERE campaign_id = 'duel'", (evil,))
+    app = _ok(_page(store, "rate_pairwise.py", token=_token(store, "duel", "eve")))
+    captions = [str(caption.value) for caption in app.caption]
+    (shown,) = [caption for caption in captions if "198" in caption]
+    assert not re.search(r"(?<!\\)[!\[\]()<>*]", shown)  # every Markdown/HTML character escaped
+    assert shown.replace("\\", "") == evil  # and shown as written
+    live = re.compile(r"(?<!\\)\]\((?:http|//)|(?<!\\)<img")  # a live link/image, or raw HTML
+    for kind in ("markdown", "caption", "info", "warning", "error", "success"):
+        for element in app.get(kind):
+            assert isinstance(element, Element)
+            assert not live.search(str(element.value)), element.value
 
 
 def test_results_page(store: Path) -> None:
@@ -205,6 +283,9 @@ def test_pages_explain_missing_or_corrupt_databases(tmp_path: Path) -> None:
     (empty / "ratings.sqlite").write_bytes(b"not sqlite at all" * 50)
     for script in ("rate_rubric.py", "rate_pairwise.py", "human_results.py"):
         assert "not a usable ratings database" in _texts(_ok(_page(empty, script)), "error")
+    assert "not a usable ratings database" in _texts(
+        _ok(_page(empty, "rate_pairwise.py", token="x" * 43)), "error"
+    )
 
 
 def test_human_columns_on_the_leaderboard(store: Path) -> None:

@@ -54,6 +54,17 @@ def test_eight_processes_submit_4000_ratings_exactly_once(tmp_path: Path) -> Non
     simple_campaign(db, "load", PER_PROCESS, overlap=PROCESSES, mode="pairwise")
     for index in range(PROCESSES):
         db.register_rater("load", f"rater-{index}")
+    with sqlite3.connect(path) as connection:
+        # Every item handed to every rater up front (the queue would hand them out one at a time),
+        # so the processes race on submissions alone.
+        connection.executemany(
+            "INSERT INTO assignments (campaign_id, rater, item_id, created_at) VALUES (?, ?, ?, ?)",
+            [
+                ("load", f"rater-{index}", f"item-{number:04d}", "2026-01-01T00:00:00+00:00")
+                for index in range(PROCESSES)
+                for number in range(PER_PROCESS)
+            ],
+        )
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(PROCESSES)
     results: multiprocessing.Queue[tuple[int, int, int]] = context.Queue()
@@ -111,7 +122,7 @@ def test_unknown_rater_and_roster(tmp_path: Path) -> None:
         db.submit("c", "zoe", "item-0000", {"correctness": 3, "clarity": 3}, display_order=("run-a",))
     with pytest.raises(RatingsError, match="unknown rater"):
         db.next_item("c", "zoe")
-    with pytest.raises(RatingsError, match="enter your name"):
+    with pytest.raises(RatingsError, match="rater name must not be empty"):
         normalise_rater("   ")
     with pytest.raises(RatingsError, match="no campaign 'nope'"):
         db.register_rater("nope", "ann")
@@ -202,17 +213,18 @@ def test_locked_database_loses_nothing(tmp_path: Path) -> None:
     db = RatingsDB(tmp_path / "r.sqlite", timeout=0.2)
     simple_campaign(db, "c", 2)
     rater = db.register_rater("c", "ann")
+    served = db.next_item("c", rater)
+    assert served is not None
+    item_id = served.item.item_id
     holder = sqlite3.connect(db.path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
     try:
         with pytest.raises(RatingsBusyError, match="nothing was saved, please submit again"):
-            db.submit("c", rater, "item-0000", {"correctness": 4, "clarity": 4}, display_order=("run-a",))
+            db.submit("c", rater, item_id, {"correctness": 4, "clarity": 4}, display_order=("run-a",))
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert db.submit(
-        "c", rater, "item-0000", {"correctness": 4, "clarity": 4}, display_order=("run-a",)
-    ).saved
+    assert db.submit("c", rater, item_id, {"correctness": 4, "clarity": 4}, display_order=("run-a",)).saved
     assert len(db.rating_rows("c")[2]) == 2
 
 
