@@ -4,6 +4,10 @@ Rows are keyed by (model fingerprint, `request_key(request)`), so a result is re
 exact same request to a model with the same weights and scoring settings. WAL mode lets readers
 proceed while one process writes, and the busy timeout makes concurrent writers queue instead of
 failing. The cache holds nothing that cannot be recomputed, so a broken file can simply be deleted.
+
+A cache may also read other cache files (`also_read`): the answers that shards of one run wrote into
+caches of their own (harness.shards), looked up after this file's own. A small `models` table names the
+model behind each fingerprint, so merging the caches of different models fails with names, not hashes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ CREATE TABLE IF NOT EXISTS results (
 ) WITHOUT ROWID
 """
 
+_MODELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    fingerprint TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
 _CORRUPT_CODES = {
     getattr(sqlite3, "SQLITE_CORRUPT", 11),
     getattr(sqlite3, "SQLITE_NOTADB", 26),
@@ -62,8 +73,10 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
 class RequestCache:
     """Results of model requests, by model fingerprint; opened lazily, safe across processes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, also_read: Sequence[str | Path] = ()) -> None:
         self.path = Path(path)
+        # Read after this file's own answers; never written.
+        self._also_read = [RequestCache(other) for other in also_read]
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         # One connection per cache object may be used from the runner's worker threads.
@@ -88,6 +101,12 @@ class RequestCache:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+        for other in self._also_read:
+            other.close()
+
+    def sources(self) -> list[RequestCache]:
+        """This cache and the ones it also reads, in lookup order."""
+        return [self, *self._also_read]
 
     def _connect(self) -> sqlite3.Connection:
         # A connection inherited through fork must not be used by the child; open a fresh one.
@@ -102,6 +121,7 @@ class RequestCache:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             enable_wal(conn, BUSY_TIMEOUT_S)
             conn.execute(_SCHEMA)
+            conn.execute(_MODELS_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -148,7 +168,30 @@ class RequestCache:
                 results.append(None)
             else:
                 results.append(result_from_json(request.kind, hit[1]))
+        for other in self._also_read:
+            missing = [index for index, result in enumerate(results) if result is None]
+            if not missing:
+                break
+            found_there = other.lookup(fingerprint, [requests[index] for index in missing])
+            for index, result in zip(missing, found_there, strict=True):
+                results[index] = result
         return results
+
+    def label(self, fingerprint: str, name: str) -> None:
+        """Name the model behind a fingerprint (kept with its answers, for messages about them)."""
+        with self._session() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO models (fingerprint, name) VALUES (?, ?)", (fingerprint, name)
+            )
+
+    def models(self) -> dict[str, str | None]:
+        """The fingerprints this file holds answers (or a label) for, with the model's name if known."""
+        with self._session() as conn:
+            held: dict[str, str | None] = {
+                row[0]: None for row in conn.execute("SELECT DISTINCT fingerprint FROM results")
+            }
+            held.update(dict(conn.execute("SELECT fingerprint, name FROM models").fetchall()))
+        return held
 
     def store(self, fingerprint: str, requests: Sequence[Request], results: Sequence[Result]) -> None:
         """Save results for requests (same order) in one transaction, replacing older entries."""

@@ -4,13 +4,21 @@ Nothing is saved or reloaded: the model object being trained is scored as it is,
 training mode afterwards. Each call stores one run with the experiment name and the training step,
 so `harness gate`, `harness compare` and the leaderboard's trends see the series like any other.
 
+In distributed training (DDP, FSDP) every rank calls the hook at the same step: the ranks evaluate
+together, each serving its share of the requests (so a sharded model's forward is called collectively),
+every rank gets the scores, and rank 0 alone stores the run (harness.distributed). The callback also
+logs the scores through the trainer's own `log`, as `harness/<task>/<metric>`, so whatever `report_to`
+names (TensorBoard, W&B, MLflow) shows them at that step; for that the callback needs its trainer:
+`HarnessCallback(...).attach(trainer)`.
+
     hook = EvaluationHook(["harness_reading_mc"], tokenizer=tokenizer, experiment="sft-v2")
     for step in range(...):
         ...
         if step % 1000 == 0:
             hook(model, step)
 
-    trainer = Trainer(..., callbacks=[HarnessCallback(["harness_reading_mc"], experiment="sft-v2")])
+    trainer = Trainer(...)
+    HarnessCallback(["harness_reading_mc"], experiment="sft-v2").attach(trainer)
 
 Importing this module imports transformers (for `TrainerCallback`); `harness` itself does not.
 """
@@ -24,9 +32,10 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from harness.api import EvaluationReport, evaluate
+from harness.distributed import current_world
 from harness.errors import HarnessError
 
-__all__ = ["EvaluationHook", "HarnessCallback"]
+__all__ = ["EvaluationHook", "HarnessCallback", "score_logs"]
 
 
 def _unwrap(model: Any) -> Any:
@@ -40,8 +49,19 @@ def _unwrap(model: Any) -> Any:
             return model
 
 
+def score_logs(report: EvaluationReport) -> dict[str, float]:
+    """A run's scores as a trainer logs them: `harness/<task>/<metric>`, leaving out NaN values."""
+    return {
+        f"harness/{score.task}/{score.metric}": float(score.value)
+        for score in report.scores
+        if score.value is not None and score.value == score.value  # NaN: nothing to plot
+    }
+
+
 class EvaluationHook:
-    """Call with (model, step) wherever a training loop wants scores; returns the stored run's report."""
+    """Call with (model, step) wherever a training loop wants scores; returns the stored run's report.
+
+    Under torch.distributed call it on every rank: the ranks share the work and rank 0 stores the run."""
 
     def __init__(
         self,
@@ -103,8 +123,9 @@ class EvaluationHook:
 class HarnessCallback(TrainerCallback):
     """Evaluates the trainer's in-memory model at every checkpoint save (`on_save`).
 
-    Only the main process evaluates, so in distributed training the other ranks carry on; the
-    experiment defaults to the run name, else the name of the trainer's output folder.
+    In distributed training every rank takes part and rank 0 stores the run; the experiment defaults to
+    the run name, else the name of the trainer's output folder. Attached to its trainer (`attach`), the
+    callback logs the scores through `Trainer.log`; otherwise they only join `state.log_history`.
     """
 
     def __init__(
@@ -132,9 +153,18 @@ class HarnessCallback(TrainerCallback):
             bootstrap_resamples=bootstrap_resamples,
         )
 
+        self.trainer: Any = None
+
     @property
     def reports(self) -> list[EvaluationReport]:
         return self.hook.reports
+
+    def attach(self, trainer: Any) -> HarnessCallback:
+        """Add this callback to `trainer` (once) and log the scores through its `log` and `report_to`."""
+        if self not in trainer.callback_handler.callbacks:
+            trainer.add_callback(self)
+        self.trainer = trainer
+        return self
 
     def _experiment(self, args: TrainingArguments) -> str:
         if self.hook.experiment is not None:
@@ -149,11 +179,17 @@ class HarnessCallback(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> TrainerControl:
-        if not state.is_world_process_zero:
-            return control
+        if current_world() is None and not state.is_world_process_zero:
+            return control  # several processes but no process group to evaluate together in
         model = kwargs.get("model")
         if model is None:
             raise HarnessError("HarnessCallback.on_save got no model from the trainer")
         tokenizer = self.hook.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
-        self.hook(model, state.global_step, tokenizer=tokenizer, experiment=self._experiment(args))
+        report = self.hook(model, state.global_step, tokenizer=tokenizer, experiment=self._experiment(args))
+        logs = score_logs(report)
+        if self.trainer is not None and self.trainer.state is state:
+            # Every rank logs, as the trainer itself does; its reporting callbacks write on rank 0 only.
+            self.trainer.log(logs)
+        else:
+            state.log_history.append({**logs, "step": state.global_step})
         return control

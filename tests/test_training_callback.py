@@ -73,6 +73,9 @@ def test_trainer_callback_evaluates_each_save_in_memory(
     assert [report.run_id for report in callback.reports] == list(runs["run_id"])
     assert {score.task for report in callback.reports for score in report.scores} == {TASK}
     assert (tmp_path / "sft-tiny" / "checkpoint-2").is_dir()  # the trainer's own saving is untouched
+    # Not attached to its trainer, the callback still leaves the scores in the trainer's log history.
+    logged = [row["step"] for row in trainer.state.log_history if f"harness/{TASK}/acc" in row]
+    assert logged == [1, 2]
 
 
 def test_plain_hook_restores_training_mode(tmp_path: Path, tiny_model_dir: Path, no_reload: None) -> None:
@@ -90,3 +93,101 @@ def test_plain_hook_restores_training_mode(tmp_path: Path, tiny_model_dir: Path,
     assert runs["run_id"].iloc[0] == report.run_id and len(hook.reports) == 2
     with pytest.raises(HarnessError, match="needs its tokenizer"):
         EvaluationHook(TASK, store=tmp_path / "s")(model, 30)
+
+
+# Run by torchrun on two CPU ranks: a DDP Trainer whose callback logs through the trainer to TensorBoard.
+DDP_TRAINING_SCRIPT = """
+import json
+import sys
+
+import torch.distributed as dist
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+from harness.training import HarnessCallback
+
+model_dir, store, output_dir = sys.argv[1:4]
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForCausalLM.from_pretrained(model_dir)
+rows = []
+for i in range(8):
+    text = f"Example {i}: the quick brown fox."
+    ids = tokenizer(text, max_length=16, padding="max_length", truncation=True, return_tensors="pt")
+    rows.append({"input_ids": ids["input_ids"][0], "attention_mask": ids["attention_mask"][0],
+                 "labels": ids["input_ids"][0]})
+args = TrainingArguments(
+    output_dir=output_dir, max_steps=2, save_steps=1, per_device_train_batch_size=2, learning_rate=1e-2,
+    report_to=["tensorboard"], use_cpu=True, ddp_backend="gloo", disable_tqdm=True, logging_steps=1,
+    save_only_model=True,
+)
+trainer = Trainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
+callback = HarnessCallback("harness_reading_mc", store=store, limit=4, bootstrap_resamples=0).attach(trainer)
+trainer.train()
+assert dist.is_initialized() and dist.get_world_size() == 2
+print(json.dumps({
+    "rank": dist.get_rank(),
+    "steps": [row["step"] for row in trainer.state.log_history if "harness/harness_reading_mc/acc" in row],
+    "stored": [report.store is not None for report in callback.reports],
+    "scores": [{s.metric: s.value for s in report.scores} for report in callback.reports],
+}))
+"""
+
+
+def test_ddp_trainer_on_two_ranks_stores_one_run_per_save_and_logs_to_tensorboard(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    script = tmp_path / "train_ddp.py"
+    script.write_text(DDP_TRAINING_SCRIPT)
+    store, output_dir, events = tmp_path / "store", tmp_path / "sft-ddp", tmp_path / "tensorboard"
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    finished = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "--redirects",
+            "3",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            *[str(script), str(tiny_model_dir), str(store), str(output_dir)],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TENSORBOARD_LOGGING_DIR": str(events)},
+    )
+    logs = {
+        path.parent.name: path.read_text() for path in (tmp_path / "logs").glob("*/attempt_0/*/stdout.log")
+    }
+    assert finished.returncode == 0, finished.stderr[-3000:] + "".join(
+        path.read_text()[-2000:] for path in (tmp_path / "logs").glob("*/attempt_0/*/stderr.log")
+    )
+    reports = [json.loads(logs[str(rank)].strip().splitlines()[-1]) for rank in range(2)]
+
+    runs = ResultStore(store).runs()
+    assert list(runs["step"]) == [1, 2]  # one run per save, not one per rank
+    assert set(runs["experiment"]) == {"sft-ddp"}
+    assert [report["stored"] for report in reports] == [[True, True], [False, False]]
+    assert reports[0]["scores"] == reports[1]["scores"]  # every rank gets the scores of the run
+    assert reports[0]["steps"] == [1, 2]
+
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    tags = [tag for tag in accumulator.Tags()["scalars"] if "harness/harness_reading_mc/" in tag]
+    assert {tag.rsplit("/", 1)[1] for tag in tags} == {"acc", "acc_norm"}
+    for tag in tags:
+        metric = tag.rsplit("/", 1)[1]
+        written = [(event.step, event.value) for event in accumulator.Scalars(tag)]
+        expected = [(step, report[metric]) for step, report in zip([1, 2], reports[0]["scores"], strict=True)]
+        assert [step for step, _ in written] == [1, 2]
+        assert all(abs(value - want) < 1e-6 for (_, value), (_, want) in zip(written, expected, strict=True))
+    stored = ResultStore(store).scores()
+    assert sorted(stored["value"]) == sorted(v for report in reports[0]["scores"] for v in report.values())
