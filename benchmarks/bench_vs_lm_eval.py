@@ -14,6 +14,10 @@ Workloads:
   item other examples from the training split; mmlu's first_n sampler gives every question of the subject
   the same five dev questions, a prefix harness encodes once.
 - `hellaswag_0shot` (only when named): hellaswag as its YAML sets it, without examples.
+- `gen_fewshot`: generate_until with a fixed few-shot prefix (harness_facts_qa with a description and
+  five first_n examples, as gsm8k-style tasks fix theirs), 64 questions, greedy, exact match; the
+  generations of the two tools are compared one by one (lm-eval's `--log_samples` against the store's
+  samples). Harness encodes the shared prefix once and reuses its keys and values.
 
     python benchmarks/bench_vs_lm_eval.py [--repeats 3] [--workloads hellaswag,mmlu] [--limit N] [--model DIR]
 """
@@ -45,6 +49,11 @@ from harness.tasks.registry import BUILTIN_DIR  # noqa: E402
 
 MMLU_SUBJECT = "high_school_biology"
 SHOTS = 5
+GEN_TASK = "harness_facts_qa_fewshot"
+GEN_DESCRIPTION = (
+    "Answer each question with a short fact: a name, a number or a few words, as in the examples. "
+    "Do not explain the answer.\n\n"
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class Workload:
     task: str  # the task name both tools report
     num_fewshot: int | None = None
     default: bool = True  # run when --workloads is not given
+    limit: int | None = None  # documents, unless --limit says otherwise
+    generations: bool = False  # compare the two tools' generated texts one by one
 
 
 @dataclass
@@ -63,10 +74,12 @@ class Row:
     harness_s: list[float]
     rerun_s: list[float]
     values: dict[str, tuple[float, float | None]]
+    differing_generations: int | None = None  # None: not compared
 
     @property
     def equal(self) -> bool:
-        return bool(self.values) and all(_equal(ours, theirs) for ours, theirs in self.values.values())
+        same_values = bool(self.values) and all(_equal(ours, theirs) for ours, theirs in self.values.values())
+        return same_values and not self.differing_generations
 
 
 WORKLOADS = [
@@ -82,13 +95,37 @@ WORKLOADS = [
         f"mmlu_{MMLU_SUBJECT}",
         SHOTS,
     ),
+    Workload(
+        "gen_fewshot",
+        "generate_until, shared 5-shot prefix (harness_facts_qa, first_n), 64 questions",
+        GEN_TASK,
+        limit=64,
+        generations=True,
+    ),
 ]
+
+
+def _fewshot_generation_task(yaml_dir: Path) -> Path:
+    """harness_facts_qa with a description and five fixed (first_n) examples, under a task name of its own."""
+    import yaml
+
+    copied = lm_eval_copy(BUILTIN_DIR / "harness_facts_qa.yaml", yaml_dir)
+    raw = yaml.safe_load(copied.read_text(encoding="utf-8"))
+    copied.unlink()
+    raw.update(
+        task=GEN_TASK, description=GEN_DESCRIPTION, num_fewshot=5, fewshot_config={"sampler": "first_n"}
+    )
+    target = yaml_dir / f"{GEN_TASK}.yaml"
+    target.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return target
 
 
 def _prepare(workload: Workload, yaml_dir: Path) -> Path:
     """The task YAML harness runs; lm-eval finds the same task by name under yaml_dir."""
     if workload.task == "hellaswag":
         return write_original_wrapper(yaml_dir, "hellaswag", "hellaswag/hellaswag.yaml", hellaswag_splits())
+    if workload.key == "gen_fewshot":
+        return _fewshot_generation_task(yaml_dir)
     if workload.key == "mmlu":
         return write_original_wrapper(
             yaml_dir, workload.task, f"mmlu/default/{workload.task}.yaml", mmlu_splits(MMLU_SUBJECT)
@@ -118,6 +155,8 @@ def _lm_eval_command(
     ]  # fmt: skip
     if workload.num_fewshot is not None:
         command += ["--num_fewshot", str(workload.num_fewshot)]
+    if workload.generations:
+        command.append("--log_samples")
     return command + (["--limit", str(limit)] if limit else [])
 
 
@@ -142,6 +181,22 @@ def _lm_eval_values(out_dir: Path, task: str) -> dict[str, float]:
             if key.endswith(",none") and "_stderr" not in key and isinstance(value, int | float)
         }
     return {}
+
+
+def _differing_generations(out_dir: Path, store: Path, task: str) -> int:
+    """Documents whose generated text differs between lm-eval's sample log and harness's store."""
+    from harness.store.result_store import ResultStore
+
+    theirs: dict[int, str] = {}
+    for path in sorted(out_dir.rglob(f"samples_{task}_*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            sample = json.loads(line)
+            theirs[int(sample["doc_id"])] = str(sample["filtered_resps"][0])
+    samples = ResultStore(store).samples(task=task)
+    ours = dict(zip(samples["doc_id"].astype(int), samples["prediction"].astype(str), strict=True))
+    if not theirs or set(ours) != set(theirs):
+        return max(len(ours), len(theirs), 1)
+    return sum(ours[doc] != theirs[doc] for doc in theirs)
 
 
 def _equal(ours: float, theirs: float | None) -> bool:
@@ -184,17 +239,19 @@ def main() -> None:
         yaml_path = _prepare(workload, yaml_dir)
         ours, theirs, reruns = [], [], []
         values: dict[str, tuple[float, float | None]] = {}
+        differing: int | None = None
+        limit = args.limit or workload.limit
         for repeat in range(args.repeats):
             out = work / f"lm_eval_{workload.key}_{repeat}"
-            elapsed, _ = _timed(_lm_eval_command(args.model, workload, yaml_dir, args.limit, out), env)
+            elapsed, _ = _timed(_lm_eval_command(args.model, workload, yaml_dir, limit, out), env)
             theirs.append(elapsed)
             store = work / f"store_{workload.key}_{repeat}"
-            elapsed, stdout = _timed(
-                _harness_command(args.model, workload, yaml_path, store, args.limit), env
-            )
+            elapsed, stdout = _timed(_harness_command(args.model, workload, yaml_path, store, limit), env)
             ours.append(elapsed)
+            if workload.generations:
+                differing = max(differing or 0, _differing_generations(out, store, workload.task))
             # The same model again into the same store: every request is answered from the cache.
-            elapsed, _ = _timed(_harness_command(args.model, workload, yaml_path, store, args.limit), env)
+            elapsed, _ = _timed(_harness_command(args.model, workload, yaml_path, store, limit), env)
             reruns.append(elapsed)
             their_values = _lm_eval_values(out, workload.task)
             for score in json.loads(stdout):
@@ -206,7 +263,7 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        rows.append(Row(workload, theirs, ours, reruns, values))
+        rows.append(Row(workload, theirs, ours, reruns, values, differing))
     print(f"model: {args.model}; repeats: {args.repeats}; limit: {args.limit or 'all'}; medians in seconds\n")
     print("| workload | lm-eval 0.4.13 | harness | ratio | harness re-run (cached) | ratio | runs | same |")
     print("|---|---|---|---|---|---|---|---|")
@@ -224,8 +281,10 @@ def main() -> None:
         print(f"  {row.workload.key}: lm-eval %s, harness %s" % tuple(rounded))
         for metric, (ours_value, theirs_value) in row.values.items():
             print(f"    {metric}: {ours_value} vs {theirs_value}")
+        if row.differing_generations is not None:
+            print(f"    generations that differ: {row.differing_generations}")
     if not all(row.equal for row in rows):
-        raise SystemExit("harness and lm-eval gave different values")
+        raise SystemExit("harness and lm-eval gave different values or generations")
 
 
 if __name__ == "__main__":

@@ -44,11 +44,18 @@ def _load_python(target: str, model_args: Mapping[str, str]) -> ModelAdapter:
     return load_python_adapter(target, model_args)
 
 
+def _load_vllm(target: str, model_args: Mapping[str, str]) -> ModelAdapter:
+    from harness.adapters.vllm_adapter import load_vllm_adapter
+
+    return load_vllm_adapter(target, model_args)
+
+
 ADAPTERS.register("hf", _load_hf)
 ADAPTERS.register("mock", _load_mock)
 ADAPTERS.register("openai", _load_openai)
 ADAPTERS.register("lm_eval", _load_lm_eval)
 ADAPTERS.register("python", _load_python)
+ADAPTERS.register("vllm", _load_vllm)
 
 
 def load_adapter(spec: str, model_args: Mapping[str, str] | None = None) -> ModelAdapter:

@@ -349,9 +349,12 @@ class HFAdapter:
         self, requests: Sequence[GenerationRequest], progress: ProgressCallback | None
     ) -> list[GenerationResult]:
         from harness.adapters.hf_generation import generate_batched
+        from harness.adapters.hf_packed import PrefixMemo
 
+        if self._prefix_memo is None:
+            self._prefix_memo = PrefixMemo()
         prompts = [self.render_prompt(request.prompt) for request in requests]
-        return generate_batched(self, prompts, [r.settings for r in requests], progress)
+        return generate_batched(self, prompts, [r.settings for r in requests], progress, self._prefix_memo)
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         """The tokenizer's chat template, called as lm-eval's HFLM calls it (also its retry without a

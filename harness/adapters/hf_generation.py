@@ -1,8 +1,17 @@
-"""Batched generation for the `hf` adapter: left-padded prompts, stop sequences, lm-eval's post-processing."""
+"""Batched generation for the `hf` adapter: left-padded prompts, stop sequences, lm-eval's post-processing.
+
+Rows of a batch that begin with the same tokens (few-shot examples, a system prompt, a chat template's
+header) share that prefix: its keys and values are computed once, in a batch of one, kept between batches
+and calls (`hf_packed.PrefixMemo`, shared with multiple-choice scoring), copied to every row, and each row
+runs only its own suffix. A row is then laid out as [prefix, padding, suffix] instead of [padding, prefix,
+suffix]: the attention mask hides the padding wherever it is, and the position ids generation derives from
+the mask are the same, so every row sees the same tokens at the same positions as without sharing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -10,7 +19,13 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from harness.adapters.base import ProgressCallback
+from harness.adapters.hf_packed import PrefixMemo, _common_length
+from harness.adapters.hf_scoring import _cache_keyword, _split_head
 from harness.requests import GenerationResult, GenerationSettings
+
+# A batch shares its rows' common prefix only when the prefix saves at least this many tokens of prompt
+# encoding across the batch: below that, copying keys and values costs about what it saves.
+MIN_SHARED_TOKENS = 64
 
 
 class LoadedModel(Protocol):
@@ -69,16 +84,48 @@ def generate_batched(
     prompts: Sequence[str],
     settings: Sequence[GenerationSettings],
     progress: ProgressCallback | None = None,
+    memo: PrefixMemo | None = None,
 ) -> list[GenerationResult]:
+    """Greedy or sampled generation for each prompt; `memo` keeps shared prefixes' keys and values."""
     tokenizer = adapter.tokenizer
     if tokenizer.pad_token_id is not None:
-        return _generate(adapter, prompts, settings, progress)
+        return _generate(adapter, prompts, settings, progress, memo)
     # Batching needs a padding token; borrow EOS for the call and give the caller's tokenizer back as it was.
     tokenizer.pad_token = tokenizer.eos_token
     try:
-        return _generate(adapter, prompts, settings, progress)
+        return _generate(adapter, prompts, settings, progress, memo)
     finally:
         tokenizer.pad_token = None
+
+
+def _share_prefix(
+    adapter: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, memo: PrefixMemo
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The batch laid out as [shared prefix, padding, suffix] with the prefix's keys and values, or the
+    batch unchanged (and no cache) when its rows share too little."""
+    rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask, strict=True)]
+    parts = _split_head(adapter.model)
+    shared = min(len(row) for row in rows) - 1  # every row keeps a token to run: generation needs one
+    for row in rows[1:]:
+        shared = min(shared, _common_length(rows[0], row))
+    if parts is None or len(rows) < 2 or shared * (len(rows) - 1) < MIN_SHARED_TOKENS:
+        return input_ids, attention_mask, {}
+    prefix = tuple(rows[0][:shared])
+    cache = copy.deepcopy(memo.cache_for(adapter.model, parts[0], prefix, adapter.device))
+    cache.batch_repeat_interleave(len(rows))
+    width = input_ids.shape[1] - shared
+    pad = adapter.tokenizer.pad_token_id
+    laid_out, masks = [], []
+    for row in rows:
+        suffix = row[shared:]
+        laid_out.append([*prefix, *[pad] * (width - len(suffix)), *suffix])
+        masks.append([1] * shared + [0] * (width - len(suffix)) + [1] * len(suffix))
+    device = input_ids.device
+    return (
+        torch.tensor(laid_out, dtype=input_ids.dtype, device=device),
+        torch.tensor(masks, dtype=attention_mask.dtype, device=device),
+        {_cache_keyword(adapter.model): cache},
+    )
 
 
 def _generate(
@@ -86,8 +133,10 @@ def _generate(
     prompts: Sequence[str],
     settings: Sequence[GenerationSettings],
     progress: ProgressCallback | None,
+    memo: PrefixMemo | None,
 ) -> list[GenerationResult]:
     tokenizer = adapter.tokenizer
+    memo = memo if memo is not None else PrefixMemo()
     eos_text = tokenizer.decode([tokenizer.eos_token_id]) if tokenizer.eos_token_id is not None else None
     # Requests with equal settings share batches; longest prompts first, as lm-eval orders them.
     order = sorted(range(len(prompts)), key=lambda i: (repr(settings[i]), -len(prompts[i])))
@@ -109,6 +158,9 @@ def _generate(
             tokenizer.padding_side = previous_side
         input_ids = encoded["input_ids"][:, -max_prompt:].to(adapter.device)
         attention_mask = encoded["attention_mask"][:, -max_prompt:].to(adapter.device)
+        cache: dict[str, Any] = {}
+        if encoded["input_ids"].shape[1] <= max_prompt:  # a cut prompt no longer starts with the prefix
+            input_ids, attention_mask, cache = _share_prefix(adapter, input_ids, attention_mask, memo)
         width = input_ids.shape[1]
         sampling: dict[str, Any] = {"do_sample": first.do_sample}
         if first.do_sample:
@@ -130,6 +182,7 @@ def _generate(
                 ),
                 pad_token_id=tokenizer.pad_token_id,
                 use_cache=True,
+                **cache,
                 **sampling,
             )
         new_tokens = 0

@@ -1,30 +1,42 @@
-"""`openai` adapter: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI, transformers serve, OpenAI).
+"""`openai` adapter: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI, transformers serve, OpenAI),
+or a pool of them serving the same model.
 
 `--model openai:MODEL --model-args base_url=http://127.0.0.1:8000/v1` (or `OPENAI_BASE_URL`; the key comes
-from `api_key=` or `OPENAI_API_KEY`). Plain prompts go to /completions and chat prompts to
+from `api_key=` or `OPENAI_API_KEY`). Several comma-separated base URLs make a pool (see `endpoint_pool`):
+`concurrency` is then per endpoint. Plain prompts go to /completions and chat prompts to
 /chat/completions (`endpoint=chat` sends plain prompts there too, as one user message). Loglikelihoods
-come from prompt echo, as lm-eval's completion backends get them: the server echoes context + continuation
-with per-token logprobs and text offsets, and the tokens that carry continuation text are summed. Only the
+come from the server's prompt logprobs (see `server_scoring`): vLLM's `prompt_logprobs` parameter where the
+server takes it, else prompt echo as lm-eval's completion backends get them (`scoring=auto`, the default,
+finds out with the first request; `scoring=prompt_logprobs` or `scoring=echo` insists on one). Only the
 standard library is used, so the adapter adds no dependency.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
 import os
-import random
-import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from itertools import accumulate
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from harness.adapters.base import ProgressCallback
+from harness.adapters.endpoint_pool import (
+    Cancelled,
+    EndpointPool,
+    PoolSettings,
+    RejectedRequest,
+    split_base_urls,
+)
+from harness.adapters.server_scoring import (
+    PromptToken,
+    ScoringError,
+    continuation_score,
+    tokens_from_echo,
+    tokens_from_prompt_logprobs,
+)
 from harness.errors import HarnessError, PartialResultsError
 from harness.requests import (
     GenerationRequest,
@@ -39,33 +51,31 @@ from harness.requests import (
 
 Endpoint = Literal["auto", "chat"]
 ENDPOINTS: tuple[Endpoint, ...] = ("auto", "chat")
+Scoring = Literal["auto", "prompt_logprobs", "echo"]
+SCORINGS: tuple[Scoring, ...] = ("auto", "prompt_logprobs", "echo")
 MODEL_ARGS = frozenset(
     {"base_url", "api_key", "endpoint", "concurrency", "batch_size", "max_retries", "timeout"}
-    | {"retry_backoff", "revision", "name"}
+    | {"retry_backoff", "revision", "name", "scoring"}
 )
 # The OpenAI API accepts at most four stop sequences; any others are applied to the text on our side.
 MAX_SERVER_STOPS = 4
-MAX_BACKOFF_S = 60.0
 R = TypeVar("R", bound=Result)
-
-
-class _Cancelled(Exception):
-    """Another request of the same call failed, so this one stops instead of retrying."""
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    base_url: str
+    base_urls: tuple[str, ...]
     model: str
     api_key: str | None = field(default=None, repr=False)
     endpoint: Endpoint = "auto"
-    concurrency: int = 4
+    concurrency: int = 4  # per endpoint
     batch_size: int = 1  # prompts per /completions call when scoring; generation sends one each
     max_retries: int = 5
     timeout: float = 120.0
     retry_backoff: float = 1.0
     revision: str | None = None
     name: str | None = None
+    scoring: Scoring = "auto"
 
 
 def _number(args: Mapping[str, str], key: str, default: float, minimum: float, kind: type = int) -> Any:
@@ -80,6 +90,15 @@ def _number(args: Mapping[str, str], key: str, default: float, minimum: float, k
     return value
 
 
+def _base_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HarnessError(f"openai adapter: base_url must be an http(s) URL, not '{base_url}'")
+    if parts.path in ("", "/"):
+        base_url += "/v1"  # every OpenAI-compatible server serves the API under /v1
+    return base_url
+
+
 def parse_settings(target: str, model_args: Mapping[str, str]) -> ServerSettings:
     unknown = sorted(set(model_args) - MODEL_ARGS)
     if unknown:
@@ -88,22 +107,20 @@ def parse_settings(target: str, model_args: Mapping[str, str]) -> ServerSettings
     if not target:
         raise HarnessError("openai adapter needs a model name: --model openai:MODEL")
     # No default server: evaluation prompts are never sent to a paid API that nobody named.
-    base_url = (model_args.get("base_url") or os.environ.get("OPENAI_BASE_URL", "")).rstrip("/")
-    if not base_url:
+    base_urls = split_base_urls(model_args.get("base_url") or os.environ.get("OPENAI_BASE_URL", ""))
+    if not base_urls:
         raise HarnessError(
             "openai adapter: no server given; pass --model-args base_url=http://HOST:PORT/v1 "
-            "or set OPENAI_BASE_URL"
+            "(several, comma-separated, make a pool) or set OPENAI_BASE_URL"
         )
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HarnessError(f"openai adapter: base_url must be an http(s) URL, not '{base_url}'")
-    if parts.path in ("", "/"):
-        base_url += "/v1"  # every OpenAI-compatible server serves the API under /v1
     endpoint = model_args.get("endpoint", "auto")
     if endpoint not in ENDPOINTS:
         raise HarnessError(f"openai adapter: endpoint must be auto or chat, not '{endpoint}'")
+    scoring = model_args.get("scoring", "auto")
+    if scoring not in SCORINGS:
+        raise HarnessError(f"openai adapter: scoring must be auto, prompt_logprobs or echo, not '{scoring}'")
     return ServerSettings(
-        base_url=base_url,
+        base_urls=tuple(dict.fromkeys(_base_url(url) for url in base_urls)),
         model=target,
         api_key=model_args.get("api_key") or os.environ.get("OPENAI_API_KEY") or None,
         endpoint="chat" if endpoint == "chat" else "auto",
@@ -114,145 +131,29 @@ def parse_settings(target: str, model_args: Mapping[str, str]) -> ServerSettings
         retry_backoff=_number(model_args, "retry_backoff", 1.0, 0, float),
         revision=model_args.get("revision"),
         name=model_args.get("name"),
+        scoring=next(s for s in SCORINGS if s == scoring),
     )
 
 
-def _server_message(data: bytes) -> str:
-    """The error text of an OpenAI-style, FastAPI-style or plain-text error body, on one short line."""
-    text = data.decode("utf-8", "replace")
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error", body.get("detail", body.get("message")))
-        text = str(error.get("message", error) if isinstance(error, dict) else error)
-    return " ".join(text.split())[:300] or "(empty body)"
-
-
-class ServerClient:
-    """POSTs JSON to one server with keep-alive connections, retries and timeouts; thread-safe."""
-
-    def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
-        parts = urlsplit(settings.base_url)
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port
-        self._prefix = parts.path.rstrip("/")
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self.cancelled = threading.Event()
-
-    def error(self, message: str) -> HarnessError:
-        return HarnessError(
-            f"openai adapter ({self.settings.base_url}, model {self.settings.model}): {message}"
-        )
-
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        return kind(self._host, self._port, timeout=self.settings.timeout), False
-
-    def _send(self, path: str, payload: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
-        connection, reused = self._connection()
-        try:
-            connection.request("POST", self._prefix + path, payload, headers)
-            response = connection.getresponse()
-            data = response.read()
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            connection.close()
-            if not reused:
-                raise
-            # The server closed an idle keep-alive connection: not a failure, so no retry is spent on it.
-            return self._send(path, payload, headers)
-        except BaseException:
-            connection.close()
-            raise
-        if response.will_close:
-            connection.close()
-        else:
-            with self._lock:
-                self._idle.append(connection)
-        return response.status, data, response.getheader("Retry-After")
-
-    def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The decoded JSON reply; 429, 5xx, timeouts and dropped connections are retried with backoff."""
-        settings = self.settings
-        payload = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if settings.api_key:
-            headers["Authorization"] = f"Bearer {settings.api_key}"
-        last_failure = ""
-        for attempt in range(settings.max_retries + 1):
-            if self.cancelled.is_set():
-                raise _Cancelled
-            try:
-                status, data, retry_after = self._send(path, payload, headers)
-            except ConnectionRefusedError:
-                raise self.error("cannot reach the server (connection refused)") from None
-            except socket.gaierror as exc:
-                raise self.error(f"cannot resolve host '{self._host}' ({exc.strerror})") from None
-            except TimeoutError:
-                status, data, retry_after = 0, b"", None
-                last_failure = f"no reply within {settings.timeout:g} s"
-            except (OSError, http.client.HTTPException) as exc:
-                status, data, retry_after = 0, b"", None
-                last_failure = f"connection failed ({type(exc).__name__}: {exc})"
-            if status == 200:
-                return self._decode(path, data)
-            if status in (401, 403):
-                raise self.error(
-                    f"the server rejected the API key (HTTP {status}: {_server_message(data)}); "
-                    "set OPENAI_API_KEY or --model-args api_key=..."
-                )
-            if status and status != 429 and status < 500:
-                raise self.error(f"{path} failed with HTTP {status}: {_server_message(data)}")
-            if status:
-                last_failure = f"HTTP {status}: {_server_message(data)}"
-            if attempt < settings.max_retries:
-                self._backoff(attempt, retry_after)
-        raise self.error(f"{path} failed after {settings.max_retries + 1} attempts; last: {last_failure}")
-
-    def _backoff(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.settings.retry_backoff * 2**attempt * random.uniform(0.5, 1.0)
-        if retry_after is not None and retry_after.strip().replace(".", "", 1).isdigit():
-            delay = float(retry_after)  # the server knows best when it will have capacity again
-        if self.cancelled.wait(min(delay, MAX_BACKOFF_S)):
-            raise _Cancelled
-
-    def _decode(self, path: str, data: bytes) -> dict[str, Any]:
-        try:
-            body = json.loads(data)
-        except ValueError:
-            snippet = " ".join(data.decode("utf-8", "replace").split())[:80]
-            raise self.error(f"{path} returned malformed JSON: {snippet!r}") from None
-        choices = body.get("choices") if isinstance(body, dict) else None
-        if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
-            raise self.error(f"{path} returned JSON without a list of choices")
-        return dict(body)
-
-
-def _token_spans(logprobs: Mapping[str, Any]) -> list[tuple[int, int]] | None:
-    tokens, offsets = logprobs.get("tokens"), logprobs.get("text_offset")
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        return None
-    if offsets is None:  # some servers omit offsets; echoed tokens then add up to the text
-        offsets = [0, *accumulate(len(token) for token in tokens[:-1])]
-    if not isinstance(offsets, list) or len(offsets) != len(tokens):
-        return None
-    ends = [*offsets[1:], offsets[-1] + len(tokens[-1])] if tokens else []
-    return list(zip(offsets, ends, strict=True))
-
-
 class OpenAIAdapter:
-    """A model behind an OpenAI-compatible HTTP API; requests run `concurrency` at a time."""
+    """A model behind an OpenAI-compatible API, or a pool of them; `concurrency` requests per endpoint."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.client = ServerClient(settings)
+        self.client = EndpointPool(
+            PoolSettings(
+                base_urls=settings.base_urls,
+                model=settings.model,
+                api_key=settings.api_key,
+                concurrency=settings.concurrency,
+                max_retries=settings.max_retries,
+                timeout=settings.timeout,
+                retry_backoff=settings.retry_backoff,
+            )
+        )
+        # How this server gives prompt logprobs, once known; `auto` finds out with the first request.
+        self._scoring: Scoring | None = None if settings.scoring == "auto" else settings.scoring
+        self._scoring_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -260,26 +161,36 @@ class OpenAIAdapter:
 
     @property
     def fingerprint(self) -> str:
-        # Remote weights cannot be hashed: the server, model name and a user-given revision stand in.
+        # Remote weights cannot be hashed: the server(s), model name and a user-given revision stand in.
         # The endpoint is included because chat and plain completions answer the same prompt differently.
         s = self.settings
-        identity = "\n".join(("openai", s.base_url, s.model, s.revision or "", s.endpoint))
+        servers = ",".join(sorted(s.base_urls))
+        identity = "\n".join(("openai", servers, s.model, s.revision or "", s.endpoint))
         return hashlib.sha256(identity.encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
         settings = {key: value for key, value in asdict(self.settings).items() if key != "api_key"}
-        return {"adapter": "openai", **settings, "dtype": "remote", "device": "remote"}
+        endpoints = [asdict(cost) for cost in self.client.costs()]
+        scoring = self._scoring or "unused"
+        return {
+            "adapter": "openai",
+            **settings,
+            "scoring_used": scoring,
+            "endpoints": endpoints,
+            "dtype": "remote",
+            "device": "remote",
+        }
 
     def loglikelihood(
         self, requests: Sequence[LoglikelihoodRequest], progress: ProgressCallback | None = None
     ) -> list[LoglikelihoodResult]:
-        return self._echo_batches([(r.context + r.continuation, len(r.context)) for r in requests], progress)
+        return self._score([(r.context + r.continuation, len(r.context)) for r in requests], progress)
 
     def loglikelihood_rolling(
         self, requests: Sequence[RollingLoglikelihoodRequest], progress: ProgressCallback | None = None
     ) -> list[RollingLoglikelihoodResult]:
         # No local tokenizer, so no rolling windows: a text longer than the server's context is an error.
-        scored = self._echo_batches([(r.text, 0) for r in requests], progress)
+        scored = self._score([(r.text, 0) for r in requests], progress)
         return [RollingLoglikelihoodResult(result.logprob, result.num_tokens) for result in scored]
 
     def generate(
@@ -290,68 +201,87 @@ class OpenAIAdapter:
 
         return self._run([[index] for index in range(len(requests))], work, progress)
 
-    # -- scoring through echo ----------------------------------------------------------------------------
+    # -- scoring through prompt logprobs -----------------------------------------------------------------
 
-    def _echo_batches(
+    def _score(
         self, spans: Sequence[tuple[str, int]], progress: ProgressCallback | None
     ) -> list[LoglikelihoodResult]:
-        """Score each (prompt, continuation start) from the prompt's echo, `batch_size` prompts a call."""
+        """Score each (prompt, continuation start) from the prompt's logprobs, `batch_size` prompts a call."""
         if self.settings.endpoint == "chat":
             raise self.client.error(
-                "endpoint=chat cannot score loglikelihood requests (chat completions do not echo the "
-                "prompt); use endpoint=auto"
+                "endpoint=chat cannot score loglikelihood requests (chat completions do not return "
+                "prompt logprobs); use endpoint=auto"
             )
 
         def work(indices: list[int]) -> list[LoglikelihoodResult]:
-            prompts = [spans[i][0] for i in indices]
-            # max_tokens=1 rather than 0, as lm-eval asks: some servers reject 0; the extra token is dropped.
-            body = {"model": self.settings.model, "max_tokens": 1, "echo": True, "logprobs": 1}
-            reply = self.client.post(
-                "/completions", {**body, "prompt": prompts[0] if len(prompts) == 1 else prompts}
-            )
-            choices = sorted(reply["choices"], key=lambda c: int(c.get("index", 0)))
-            if len(choices) != len(prompts):
-                raise self.client.error(
-                    f"/completions returned {len(choices)} choices for {len(prompts)} prompts"
-                )
-            return [self._score_echo(c, *spans[i]) for i, c in zip(indices, choices, strict=True)]
+            group = [spans[i] for i in indices]
+            with self._scoring_lock:  # the first group finds out how; the others wait for the answer
+                if self._scoring is None:
+                    return self._probe(group)
+                scoring = self._scoring
+            scored = self._score_with(scoring, group, probing=False)
+            assert scored is not None  # only a probe is answered with None
+            return scored
 
         size = self.settings.batch_size
         groups = [list(range(i, min(i + size, len(spans)))) for i in range(0, len(spans), size)]
         return self._run(groups, work, progress)
 
-    def _score_echo(self, choice: Mapping[str, Any], prompt: str, start: int) -> LoglikelihoodResult:
-        """Sum the logprobs of the echoed tokens that carry text from `start` on (the continuation).
-
-        A token that straddles the boundary (a context's trailing space merged into " word") carries
-        continuation text, so it counts. Tokens at or after the end of the prompt were generated.
-        """
-        logprobs = choice.get("logprobs")
-        text = choice.get("text")
-        spans = _token_spans(logprobs) if isinstance(logprobs, dict) else None
-        values = logprobs.get("token_logprobs") if isinstance(logprobs, dict) else None
-        echoed = isinstance(text, str) and text.startswith(prompt)
-        if spans is None or not isinstance(values, list) or not echoed:
+    def _probe(self, group: list[tuple[str, int]]) -> list[LoglikelihoodResult]:
+        """Try vLLM's prompt_logprobs, then echo; the answer holds for the adapter's life."""
+        try:
+            scored = self._score_with("prompt_logprobs", group, probing=True)
+        except RejectedRequest:  # a strict server refuses the parameter it does not know
+            scored = None
+        if scored is not None:
+            self._scoring = "prompt_logprobs"
+            return scored
+        refusal = ""
+        try:
+            scored = self._score_with("echo", group, probing=True)
+        except RejectedRequest as error:
+            refusal = f" ({str(error).split('): ', 1)[-1]})"
+        if scored is None:
             raise self.client.error(
-                "the server does not return prompt logprobs (/completions with echo=true, logprobs=1), so it "
-                "cannot serve loglikelihood requests; use one that does (vLLM, llama.cpp) or generation only"
+                "the server does not return prompt logprobs (neither vLLM's prompt_logprobs nor "
+                f"/completions with echo=true, logprobs=1){refusal}, so it cannot serve loglikelihood "
+                "requests; use one that does (vLLM, SGLang, llama.cpp) or generation only"
             )
-        tops = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
-        total, greedy, count = 0.0, True, 0
-        for index, ((begin, end), value) in enumerate(zip(spans, values, strict=False)):
-            if begin >= len(prompt) or end <= start:
-                continue
-            if value is None and index == 0:
-                continue  # the prompt's first token has nothing to be conditioned on
-            top = tops[index] if isinstance(tops, list) and index < len(tops) else None
-            if not isinstance(value, int | float) or not isinstance(top, dict) or not top:
-                raise self.client.error(f"/completions returned no logprob or top_logprobs for token {index}")
-            total += float(value)
-            count += 1
-            greedy = greedy and float(value) >= max(float(v) for v in top.values()) - 1e-6
-        if count == 0:
-            raise self.client.error(f"the server scored no token of the continuation {prompt[start:][:40]!r}")
-        return LoglikelihoodResult(total, greedy, count)
+        self._scoring = "echo"
+        return scored
+
+    def _score_with(
+        self, scoring: Scoring, group: list[tuple[str, int]], *, probing: bool
+    ) -> list[LoglikelihoodResult] | None:
+        """One /completions call for the group; None (when probing) if the reply lacks prompt logprobs."""
+        prompts = [prompt for prompt, _ in group]
+        # max_tokens=1 rather than 0, as lm-eval asks: some servers reject 0; the extra token is dropped.
+        body: dict[str, Any] = {"model": self.settings.model, "max_tokens": 1, "temperature": 0.0}
+        if scoring == "prompt_logprobs":
+            body["prompt_logprobs"] = 0  # the prompt token's own logprob and rank; no alternatives needed
+        else:
+            body.update(echo=True, logprobs=1)
+        reply = self.client.post(
+            "/completions", {**body, "prompt": prompts[0] if len(prompts) == 1 else prompts}
+        )
+        choices = sorted(reply["choices"], key=lambda c: int(c.get("index", 0)))
+        if len(choices) != len(prompts):
+            raise self.client.error(
+                f"/completions returned {len(choices)} choices for {len(prompts)} prompts"
+            )
+        read = tokens_from_prompt_logprobs if scoring == "prompt_logprobs" else tokens_from_echo
+        results = []
+        for choice, (prompt, start) in zip(choices, group, strict=True):
+            try:
+                tokens: list[PromptToken] | None = read(choice, prompt)
+                if tokens is None:
+                    if probing:
+                        return None
+                    raise ScoringError(_MISSING[scoring])
+                results.append(continuation_score(tokens, prompt, start))
+            except ScoringError as error:
+                raise self.client.error(str(error)) from None
+        return results
 
     # -- generation ------------------------------------------------------------------------------------
 
@@ -387,11 +317,11 @@ class OpenAIAdapter:
         work: Callable[[list[int]], list[R]],
         progress: ProgressCallback | None,
     ) -> list[R]:
-        """Run `work` on each group of request positions, `concurrency` groups at a time, in order."""
+        """Run `work` on each group of request positions, as many at a time as the pool takes, in order."""
         results: dict[int, R] = {}
         failure: BaseException | None = None
         self.client.cancelled.clear()
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="openai")
+        pool = ThreadPoolExecutor(max_workers=self.client.capacity, thread_name_prefix="openai")
 
         def guarded(group: list[int]) -> list[R]:
             try:
@@ -407,7 +337,7 @@ class OpenAIAdapter:
                 for future in done:
                     indices = pending.pop(future)
                     error = future.exception()
-                    if error is not None and not isinstance(error, _Cancelled):
+                    if error is not None and not isinstance(error, Cancelled):
                         failure = failure or error
                     elif error is None:
                         results.update(zip(indices, future.result(), strict=True))
@@ -425,6 +355,15 @@ class OpenAIAdapter:
                 raise PartialResultsError(str(failure), results) from failure
             raise failure
         return [results[i] for i in range(len(results))]
+
+
+_MISSING: dict[Scoring, str] = {
+    "auto": "",
+    "prompt_logprobs": "the server does not return prompt logprobs through vLLM's prompt_logprobs parameter "
+    "(scoring=prompt_logprobs), so it cannot serve loglikelihood requests; try scoring=auto",
+    "echo": "the server does not return prompt logprobs (/completions with echo=true, logprobs=1), so it "
+    "cannot serve loglikelihood requests; try scoring=auto, or use generation only",
+}
 
 
 def _sampling(settings: GenerationSettings) -> dict[str, Any]:

@@ -2,9 +2,12 @@
 
 It tokenises on whitespace-led words, gives every token a logprob that depends only on the text before it
 and on the token (the prompt's first token gets none, as OpenAI's API does), echoes prompts with logprobs
-and text offsets, and generates deterministic words. `script` lists what successive POSTs get: "ok",
+and text offsets, answers vLLM's `prompt_logprobs` parameter in vLLM's shape, and generates deterministic
+words. `script` lists what successive POSTs get: "ok",
 "429", "500", "503", "slow" (replies after `slow_seconds`), "malformed" (a cut-off JSON body), "nologprobs",
 "drop" (closes the connection without replying) or "401"; an exhausted script means "ok".
+`python -m tests.adapters.fake_openai_server --delay S` serves in a process of its own (printing its base
+URL), for tests that kill a server mid-run.
 """
 
 from __future__ import annotations
@@ -55,6 +58,20 @@ def echo_logprobs(text: str) -> dict[str, Any]:
         tops.append(None if value is None else {token: value, ALTERNATIVE_TOKEN: ALTERNATIVE_LOGPROB})
         position += len(token)
     return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
+
+
+def token_id(token: str) -> int:
+    return int.from_bytes(hashlib.sha256(token.encode()).digest()[:3], "big") + 1
+
+
+def prompt_logprobs(text: str) -> list[dict[str, dict[str, Any]] | None]:
+    """vLLM's `prompt_logprobs` with 0 alternatives: each token's own logprob, rank and text."""
+    entries: list[dict[str, dict[str, Any]] | None] = []
+    for value, token in zip(echo_logprobs(text)["token_logprobs"], tokenize(text), strict=True):
+        rank = 1 if value is not None and value >= ALTERNATIVE_LOGPROB else 2
+        item = {"logprob": value, "rank": rank, "decoded_token": token}
+        entries.append(None if value is None else {str(token_id(token)): item})
+    return entries
 
 
 class FakeOpenAIServer:
@@ -126,7 +143,10 @@ class FakeOpenAIServer:
             if body.get("echo"):
                 text = prompt + text
                 logprobs = echo_logprobs(text) if body.get("logprobs") and action != "nologprobs" else None
-            choices.append({"index": index, "text": text, "logprobs": logprobs, "finish_reason": "length"})
+            choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": "length"}
+            if body.get("prompt_logprobs") is not None and action != "nologprobs":
+                choice["prompt_logprobs"] = prompt_logprobs(prompt)
+            choices.append(choice)
         return {"object": "text_completion", "choices": choices, "usage": _usage("".join(generated))}
 
     def _stop(self, text: str, body: dict[str, Any]) -> str:
@@ -190,3 +210,18 @@ def _handler_class(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(payload)
 
     return Handler
+
+
+def _serve_until_killed() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--delay", type=float, default=0.0)
+    arguments = parser.parse_args()
+    with FakeOpenAIServer(delay=arguments.delay) as server:
+        print(server.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    _serve_until_killed()

@@ -77,16 +77,20 @@ LL_REQUESTS = [
 # -- scoring through echo ----------------------------------------------------------------------------------
 
 
-def test_loglikelihood_sums_the_continuation_tokens_of_the_echo() -> None:
+@pytest.mark.parametrize("scoring", ["auto", "echo"])
+def test_loglikelihood_sums_the_continuation_tokens_of_the_prompt_logprobs(scoring: str) -> None:
     with FakeOpenAIServer() as server:
-        results = _adapter(server).loglikelihood(LL_REQUESTS)
+        results = _adapter(server, scoring=scoring).loglikelihood(LL_REQUESTS)
     for request, result in zip(LL_REQUESTS, results, strict=True):
         logprob, greedy, count = _expected(request.context, request.continuation)
         assert result.logprob == pytest.approx(logprob, abs=1e-12)
         assert (result.is_greedy, result.num_tokens) == (greedy, count)
     assert {r.is_greedy for r in results} == {True, False}  # the data exercises both answers
     body = server.posts("/completions")[0]
-    assert (body["echo"], body["logprobs"], body["max_tokens"]) == (True, 1, 1)
+    if scoring == "auto":  # vLLM's own parameter first: the token's rank says whether it was greedy
+        assert (body["prompt_logprobs"], body["max_tokens"], "echo" in body) == (0, 1, False)
+    else:
+        assert (body["echo"], body["logprobs"], body["max_tokens"]) == (True, 1, 1)
 
 
 def test_batch_size_sends_several_prompts_per_call_with_equal_results() -> None:
@@ -189,10 +193,11 @@ def test_a_dropped_connection_is_retried() -> None:
     ],
 )
 def test_bad_replies_are_one_clear_line_without_retries(action: str, message: str) -> None:
-    with FakeOpenAIServer([action]) as server, pytest.raises(HarnessError, match=message) as caught:
+    with FakeOpenAIServer([action] * 2) as server, pytest.raises(HarnessError, match=message) as caught:
         _adapter(server).loglikelihood(LL_REQUESTS[:1])
     assert str(caught.value).startswith(f"openai adapter ({server.base_url}, model fake-model): ")
-    assert "\n" not in str(caught.value) and len(server.posts()) == 1
+    # Without prompt logprobs, echo is tried as well; the other failures end the call at once.
+    assert "\n" not in str(caught.value) and len(server.posts()) == (2 if action == "nologprobs" else 1)
 
 
 def test_a_failure_reports_the_requests_that_had_finished() -> None:
@@ -295,32 +300,44 @@ def test_finished_samples_stay_cached_when_the_server_fails_midway(
 # -- a real OpenAI-compatible server: `transformers serve` -----------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def served_model_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[subprocess.Popen[bytes], int, Path] | None]:
-    """`transformers serve` with the tiny model on a free loopback port, always terminated.
+ServeProcess = tuple[subprocess.Popen[bytes], int, Path]
 
-    It starts with this module's first test and boots (about 20 s) while the fake-server tests run,
-    unless no selected test needs it.
+
+@pytest.fixture(scope="module", autouse=True)
+def served_model_processes(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[ServeProcess] | None]:
+    """`transformers serve` with the tiny model on free loopback ports (two when a pool test is
+    selected), always terminated.
+
+    They start with this module's first test and boot (about 20 s) while the fake-server tests run,
+    unless no selected test needs them.
     """
     executable = shutil.which("transformers", path=str(Path(sys.executable).parent))
-    needed = any("served_model" in getattr(item, "fixturenames", ()) for item in request.session.items)
+    needs = [getattr(item, "fixturenames", ()) for item in request.session.items]
+    count = 2 if any("served_pool" in names for names in needs) else 1
+    needed = any("served_model" in names or "served_pool" in names for names in needs)
     serving = importlib.util.find_spec("fastapi") and importlib.util.find_spec("uvicorn")
     if executable is None or not serving or not needed:
         yield None  # a test that needs the server then fails in `served_model`, naming what is missing
         return
     tiny_model_dir: Path = request.getfixturevalue("tiny_model_dir")
-    port = _free_port()
-    command = [executable, "serve", "--host", "127.0.0.1", "--port", str(port), str(tiny_model_dir)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1"}
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log_path.open("wb") as log:  # a file, not a pipe: an unread pipe would fill up and stall the server
-        process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield process, port, log_path
-        finally:
+    processes: list[ServeProcess] = []
+    try:
+        for _ in range(count):
+            port = _free_port()
+            command = [executable, "serve", "--host", "127.0.0.1", "--port", str(port), str(tiny_model_dir)]
+            log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+            # A file, not a pipe: an unread pipe would fill up and stall the server.
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            processes.append((process, port, log_path))
+        yield processes
+    finally:
+        for process, _, _ in processes:
             process.terminate()
+        for process, _, _ in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -328,12 +345,9 @@ def served_model_process(
                 process.wait()
 
 
-@pytest.fixture(scope="module")
-def served_model(served_model_process: tuple[subprocess.Popen[bytes], int, Path] | None) -> str:
+def _wait_until_serving(served: ServeProcess) -> str:
     """The server's base URL, once it answers its health check."""
-    if served_model_process is None:
-        pytest.fail("transformers[serving] (fastapi, uvicorn) is a dev dependency; install '.[dev]'")
-    process, port, log_path = served_model_process
+    process, port, log_path = served
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -345,6 +359,22 @@ def served_model(served_model_process: tuple[subprocess.Popen[bytes], int, Path]
                     f"transformers serve did not start: {log_path.read_text(errors='replace')[-2000:]}"
                 )
             time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def served_model(served_model_processes: list[ServeProcess] | None) -> str:
+    """The first server's base URL, once it answers."""
+    if served_model_processes is None:
+        pytest.fail("transformers[serving] (fastapi, uvicorn) is a dev dependency; install '.[dev]'")
+    return _wait_until_serving(served_model_processes[0])
+
+
+@pytest.fixture(scope="module")
+def served_pool(served_model_processes: list[ServeProcess] | None) -> list[str]:
+    """Both servers' base URLs, once they answer."""
+    if served_model_processes is None or len(served_model_processes) < 2:
+        pytest.fail("transformers[serving] (fastapi, uvicorn) is a dev dependency; install '.[dev]'")
+    return [_wait_until_serving(served) for served in served_model_processes]
 
 
 def test_generation_through_transformers_serve_equals_the_hf_adapter(
@@ -373,3 +403,19 @@ def test_transformers_serve_without_logprobs_is_one_clear_error(
     assert "\n" not in str(caught.value)
     with pytest.raises(HarnessError, match="HTTP 400: Server is pinned to"):
         load_adapter("openai:another-model", {"base_url": served_model}).generate([GenerationRequest("x")])
+
+
+def test_a_pool_of_two_transformers_serve_processes_equals_the_hf_adapter(
+    served_pool: list[str], tiny_model_dir: Path
+) -> None:
+    requests = [
+        GenerationRequest(
+            f"Question {i}: what is the capital of France?\nAnswer:", GenerationSettings(max_tokens=8)
+        )
+        for i in range(6)
+    ]
+    pool = load_adapter(f"openai:{tiny_model_dir}", {"base_url": ",".join(served_pool), "concurrency": "1"})
+    local = load_adapter(f"hf:{tiny_model_dir}", {"batch_size": "1"})
+    assert [r.text for r in pool.generate(requests)] == [r.text for r in local.generate(requests)]
+    served = [cost["requests"] for cost in pool.provenance()["endpoints"]]
+    assert sum(served) == len(requests) and min(served) >= 1  # the faster server may take more
