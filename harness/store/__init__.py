@@ -7,6 +7,8 @@ Layout (readable with pandas, pyarrow or DuckDB without harness installed)::
     root/scores/part-<run_id>.parquet
     root/samples/part-<run_id>.parquet
     root/ratings/part-<campaign>.parquet  human ratings (`harness.ratings.export`)
+    root/<table>/pack-<pack_id>.parquet   many runs' rows, after `harness store compact`
+    root/_compaction/manifest-<pack_id>.json  commits a pack: the runs it holds (`harness.store.packs`)
 
 Files are never rewritten in place: each part is written to a dot-named temp file in the same
 directory and moved into place with `os.replace`, so a reader sees either a whole file or none.
@@ -17,7 +19,13 @@ runs row is missing (a writer killed mid-run) are invisible to every reader here
 
 This package alone knows the store's files. Its parts:
 
-* `layout`: the marker, the tables' schemas, part file names, the marker check.
+* `layout`: the marker, the tables' schemas, part file names, the marker check, where the request
+  cache of a store lives.
+* `location`: local folders and `s3://` prefixes alike: listing, reading and writing whole files.
+* `packs`: pack files and the manifests that commit them (`root/_compaction/`): which runs each
+  pack holds, which loose parts readers then ignore.
+* `compaction`: `compact_store` (`harness store compact`), merging many runs' parts into packs while
+  writers and readers work.
 * `check`: `check_store`, finding damaged and orphaned parts and stale temp files, and moving them
   into `_quarantine/` (`harness store check --repair`).
 * `records`: typed runs, provenance, scores and samples; `assemble_run` and `record_provenance`, the one
@@ -32,6 +40,7 @@ This package alone knows the store's files. Its parts:
 from __future__ import annotations
 
 from harness.store.check import DEFAULT_STALE_AFTER, StoreCheck, StoreFinding, check_store
+from harness.store.compaction import CompactionResult, compact_store
 from harness.store.layout import (
     CACHE_FILE_NAMES,
     MARKER_NAME,
@@ -40,6 +49,7 @@ from harness.store.layout import (
     TABLES,
     default_store_path,
     new_run_id,
+    request_cache_path,
 )
 from harness.store.reader import (
     DamagedPartWarning,
@@ -78,6 +88,7 @@ __all__ = [
     "STORE_FORMAT",
     "TABLES",
     "AssembledRun",
+    "CompactionResult",
     "DamagedPartWarning",
     "Document",
     "Provenance",
@@ -94,6 +105,7 @@ __all__ = [
     "Versions",
     "assemble_run",
     "check_store",
+    "compact_store",
     "default_store_path",
     "list_store",
     "load_samples",
@@ -103,6 +115,7 @@ __all__ = [
     "part_entries",
     "read_table",
     "record_provenance",
+    "request_cache_path",
     "resolve_run",
     "sample_counts",
     "write_error",

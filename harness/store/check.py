@@ -20,6 +20,7 @@ never mistaken for a killed one. Repair moves files, never deletes them: into
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import secrets
 import time
@@ -39,7 +40,16 @@ from harness.store.layout import (
     run_id_of,
     validate_store,
 )
-from harness.store.reader import check_runs_parts, one_line, part_entries, read_parts
+from harness.store.location import is_remote, uri
+from harness.store.packs import (
+    MANIFEST_DIR,
+    PACKED_TABLES,
+    PackSet,
+    manifest_path,
+    pack_id_of,
+    read_pack_set,
+)
+from harness.store.reader import PartVanished, check_runs_parts, one_line, part_entries, read_parts
 
 __all__ = ["DEFAULT_STALE_AFTER", "StoreCheck", "StoreFinding", "check_store"]
 
@@ -122,7 +132,7 @@ def _damaged_parts(root: Path, table: str) -> list[tuple[Path, str]]:
 
 def _stale_temps(root: Path, now: float, stale_after: float) -> list[tuple[Path, str]]:
     found = []
-    for folder in (root, *(root / table for table in TABLES)):
+    for folder in (root, root / MANIFEST_DIR, *(root / table for table in TABLES)):
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
@@ -137,6 +147,39 @@ def _stale_temps(root: Path, now: float, stale_after: float) -> list[tuple[Path,
     return found
 
 
+def _pack_findings(root: Path, packs: PackSet, now: float, limit: float) -> list[StoreFinding]:
+    """Damaged manifests and packs (repair moves a damaged pack's manifest too, so no reader looks
+    for it), and pack files no manifest commits, left by a compaction killed before its commit."""
+    manifests = root / MANIFEST_DIR
+    findings = [
+        StoreFinding("damaged", manifests / name, reason)
+        for name, _, reason in (item.partition(": ") for item in packs.damaged)
+    ]
+    for pack in packs.live:
+        for table in PACKED_TABLES:
+            if not pack.holds(table):
+                continue
+            check = functools.partial(check_runs_parts, packs=packs) if table == "runs" else None
+            try:
+                _, bad = read_parts(SCHEMAS[table], [pack.path(root, table)], check=check)
+            except PartVanished:
+                bad = [f"{pack.name}: missing, though its manifest commits it"]
+            if bad:
+                reason = bad[0].partition(": ")[2]
+                findings.append(StoreFinding("damaged", Path(pack.path(root, table)), reason))
+                manifest = Path(manifest_path(root, pack.pack_id))
+                if manifest not in {finding.path for finding in findings}:
+                    findings.append(StoreFinding("damaged", manifest, f"commits the damaged {table} pack"))
+    named = {pack.pack_id for pack in (*packs.live, *packs.replaced)}
+    for table in PACKED_TABLES:
+        folder = root / table
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            pack_id = pack_id_of(path.name)
+            if pack_id is not None and pack_id not in named and _age(path, now) >= limit:
+                findings.append(StoreFinding("orphaned", path, "no manifest: its compaction never committed"))
+    return findings
+
+
 def _findings(root: Path, stale_after: timedelta) -> tuple[list[StoreFinding], int]:
     now = time.time()
     limit = stale_after.total_seconds()
@@ -147,13 +190,16 @@ def _findings(root: Path, stale_after: timedelta) -> tuple[list[StoreFinding], i
     ]
     damaged_runs = {run_id_of(f.path.name) for f in findings if f.path.parent.name == "runs"}
     committed = {run_id for run_id in (run_id_of(n) for _, n, _, _ in part_entries(root, "runs")) if run_id}
+    packs = read_pack_set(root)
+    committed |= packs.packed("runs")
+    findings += _pack_findings(root, packs, now, limit)
     flagged = {finding.path for finding in findings}
     for table in ("scores", "samples"):
         for _, name, _, _ in part_entries(root, table):
             run_id = run_id_of(name)
             path = root / table / name
-            if path in flagged or run_id is None:
-                continue
+            if path in flagged or run_id is None or run_id in packs.packed(table):
+                continue  # a packed run's leftover loose part: no reader uses it; compaction removes it
             if run_id in damaged_runs:
                 findings.append(StoreFinding("orphaned", path, "its runs part is damaged"))
             elif run_id not in committed and _age(path, now) >= limit:
@@ -174,6 +220,8 @@ def check_store(
 ) -> StoreCheck:
     """Find damaged parts, orphaned parts and stale temp files; with `repair`, move them into
     `<root>/_quarantine/<time>/` (nothing is ever deleted). HarnessError when root is not a store."""
+    if is_remote(root):
+        raise HarnessError(f"harness store check works on local stores only for now, not on {uri(root)}")
     path = Path(root)
     if not validate_store(path):
         raise HarnessError(f"no results store at {path}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from harness.errors import HarnessError
+from harness.store.location import is_dir, is_remote, list_files, read_bytes, uri
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "harness-store"
@@ -82,9 +83,20 @@ SCHEMAS = {"runs": RUNS_SCHEMA, "scores": SCORES_SCHEMA, "samples": SAMPLES_SCHE
 
 
 def default_store_path() -> Path:
-    """`$HARNESS_STORE` if set, else `./harness_store`."""
+    """`$HARNESS_STORE` if set, else `./harness_store`. An `s3://` URI comes back folded into a Path
+    (`s3:/bucket/prefix`); `harness.store.location.uri` restores it."""
     env = os.environ.get("HARNESS_STORE")
     return Path(env) if env else Path(DEFAULT_STORE_DIR)
+
+
+def request_cache_path(root: str | Path) -> Path:
+    """Where runs on this store keep their request cache: inside a local store; for a store in object
+    storage (SQLite cannot live there) under `$XDG_CACHE_HOME/harness` (`~/.cache/harness`), one
+    file per bucket and prefix. `harness run --cache PATH` puts it anywhere else."""
+    if not is_remote(root):
+        return Path(root) / "cache.sqlite"
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "harness" / "s3" / uri(root)[len("s3://") :].strip("/") / "cache.sqlite"
 
 
 def new_run_id() -> str:
@@ -123,8 +135,31 @@ def marker_text() -> str:
     return json.dumps({"schema_version": SCHEMA_VERSION, "format": STORE_FORMAT}, indent=2) + "\n"
 
 
-def validate_store(root: Path) -> bool:
+def _validate_remote(root: str) -> bool:
+    """`validate_store` for a prefix in object storage: the bucket must exist (HarnessError, one line,
+    when it does not, or the credentials or endpoint are wrong); the prefix may be empty."""
+    if not is_dir(root):
+        raise HarnessError(f"results store {root}: the bucket does not exist (or is not reachable)")
+    names = {name for name, _, _ in list_files(root)}
+    if MARKER_NAME not in names:
+        if any(not name.startswith(".") for name in names):
+            raise HarnessError(
+                f"{root} holds objects but is not a harness results store (no {MARKER_NAME}); "
+                "choose another store prefix"
+            )
+        return False
+    try:
+        content = json.loads(read_bytes(f"{root}/{MARKER_NAME}").decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"cannot read results store marker {root}/{MARKER_NAME}: {exc}") from exc
+    return _check_marker(content, f"{root}/{MARKER_NAME}", root)
+
+
+def validate_store(root: str | Path) -> bool:
     """True for a valid store, False for nothing (or an empty directory) at root; else HarnessError."""
+    if is_remote(root):
+        return _validate_remote(uri(root))
+    root = Path(root)
     if not root.exists():
         return False
     if not root.is_dir():
@@ -137,16 +172,23 @@ def validate_store(root: Path) -> bool:
             for entry in root.iterdir()
             if not entry.name.startswith(".") and entry.name not in CACHE_FILE_NAMES
         ]
-        if foreign:
+        # A concurrent creator may have renamed its marker in between the check above and the listing
+        # (the listing then shows the marker and its tables): look once more before calling it foreign.
+        if foreign and not marker.is_file():
             raise HarnessError(
                 f"{root} is a non-empty directory but not a harness results store "
                 f"(no {MARKER_NAME}); choose another store path"
             )
-        return False
+        if not foreign:
+            return False
     try:
         content = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise HarnessError(f"cannot read results store marker {marker}: {exc}") from exc
+    return _check_marker(content, str(marker), str(root))
+
+
+def _check_marker(content: object, marker: str, root: str) -> bool:
     if not isinstance(content, dict) or content.get("format") != STORE_FORMAT:
         raise HarnessError(f"{marker} does not describe a harness results store")
     version = content.get("schema_version")

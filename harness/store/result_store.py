@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
-from harness.files import atomic_write
 from harness.store.layout import (
     MARKER_NAME,
     RUN_ID_RE,
@@ -25,9 +25,12 @@ from harness.store.layout import (
     SCORES_SCHEMA,
     TABLES,
     marker_text,
+    part_name,
     part_path,
     validate_store,
 )
+from harness.store.location import is_file, is_remote, make_dirs, remove, uri, write_file
+from harness.store.packs import read_pack_set
 from harness.store.reader import join_runs, read_table, runs_frame, to_frame
 from harness.store.records import AssembledRun, Provenance, RunRecord, SampleRecord, ScoreRecord
 
@@ -102,7 +105,7 @@ def _samples_table(samples: Sequence[SampleRecord]) -> pa.Table:
 def write_part(root: str | Path, table: str, key: str, data: pa.Table) -> Path:
     """Write (or replace, whole) one part file of `table`; readers see the old part or the new one."""
     target = part_path(root, table, key)
-    atomic_write(target, lambda handle: pq.write_table(data, handle))
+    write_file(os.path.join(uri(root), table, target.name), lambda handle: pq.write_table(data, handle))
     return target
 
 
@@ -137,19 +140,28 @@ class ResultStore:
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r})"
 
+    @property
+    def location(self) -> str:
+        """The root as a string: a folder, or an `s3://bucket/prefix` URI (`harness.store.location`)."""
+        return uri(self.root)
+
     def exists(self) -> bool:
-        return (self.root / MARKER_NAME).is_file()
+        if is_remote(self.location):
+            # A missing bucket, wrong credentials or an unreachable endpoint: one line, not "no store".
+            return validate_store(self.location)
+        return is_file(os.path.join(self.location, MARKER_NAME))
 
     def _create(self) -> None:
         # The marker goes first: another process creating the same store concurrently then
         # sees either an empty directory or a valid store, never a half-made one.
-        if not validate_store(self.root):
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.root / MARKER_NAME, lambda handle: handle.write(marker_text().encode("utf-8")))
+        if not validate_store(self.location):
+            make_dirs(self.location)
+            marker = os.path.join(self.location, MARKER_NAME)
+            write_file(marker, lambda handle: handle.write(marker_text().encode("utf-8")))
         # Always, not only after writing the marker: a concurrent creator may have written the
         # marker but not yet the table directories.
         for table in TABLES:
-            (self.root / table).mkdir(exist_ok=True)
+            make_dirs(os.path.join(self.location, table))
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -167,19 +179,24 @@ class ResultStore:
         runs_table = _runs_table(run)
         scores_table = _scores_table(scores)
         samples_table = _samples_table(samples)
-        written: list[Path] = []
+        written: list[str] = []
         try:
             self._create()
-            if part_path(self.root, "runs", run.run_id).exists():
-                raise HarnessError(f"run {run.run_id} already exists in results store {self.root}")
+            packed = read_pack_set(self.location).packed("runs")  # compacted runs have no runs part
+            if is_file(os.path.join(self.location, "runs", part_name(run.run_id))) or run.run_id in packed:
+                raise HarnessError(f"run {run.run_id} already exists in results store {self.location}")
             for table, data in (("samples", samples_table), ("scores", scores_table), ("runs", runs_table)):
-                written.append(write_part(self.root, table, run.run_id, data))
-        except OSError as error:
-            # A full disk or a read-only store: take back the parts already written (each part's own
-            # temp file is gone already), so the store holds the whole run or none of it.
+                write_part(self.location, table, run.run_id, data)
+                written.append(os.path.join(self.location, table, part_name(run.run_id)))
+        except (OSError, HarnessError) as error:
+            # A full disk, a read-only store, an object store that refused: take back the parts
+            # already written (each part's own temp file is gone already), so the store holds the
+            # whole run or none of it.
             for path in reversed(written):
-                with contextlib.suppress(OSError):
-                    path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError, HarnessError):
+                    remove(path)
+            if isinstance(error, HarnessError):
+                raise
             raise HarnessError(write_error(self.root, error) + "; nothing of the run was stored") from error
 
     def write(self, assembled: AssembledRun) -> None:
@@ -198,11 +215,10 @@ class ResultStore:
     ) -> pa.Table:
         # Reads of every run skip a damaged part with a warning; a read of one named run (strict)
         # cannot give what was asked for and says which part is damaged.
-        return read_table(self.root, table, SCHEMAS[table], run_ids, filt=filt, strict=strict)
+        return read_table(self.location, table, SCHEMAS[table], run_ids, filt=filt, strict=strict)
 
     def _runs(self, run_id: str | None) -> pd.DataFrame:
-        directory = self.root / "runs"
-        if not validate_store(self.root) or not directory.is_dir():
+        if not validate_store(self.location):
             return runs_frame(RUNS_SCHEMA.empty_table())
         if run_id is not None:
             # One run's part file is found by name, so a single-run read stays cheap in big stores.
