@@ -10,6 +10,7 @@ They are computed here from per-group counts instead of through `MetricFrame` so
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -19,6 +20,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.fairness.bootstrap import Estimate, Quantity, estimate, min_over_max, safe_divide, spread
 from harness.fairness.groups import GroupDesign
+from harness.fairness.permutation import Direction, permutation_p_values
 
 # Per-sample statistics: selected, positive, selected and positive, one.
 _SELECTED, _POSITIVE, _TRUE_POSITIVE, _COUNT = range(4)
@@ -69,6 +71,14 @@ class DecisionFairness:
     demographic_parity_ratio: Estimate
     equalized_odds_difference: Estimate
     equal_opportunity_difference: Estimate
+    # Permutation-test p-value of each parity metric, keyed as `DISPARITIES` (NaN: not tested).
+    # Demographic parity shuffles group labels among all samples; the error-rate gaps shuffle them
+    # within each gold class, since their null is "same error rates given the truth".
+    p_values: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    permutations: int = 0
+
+
+DISPARITIES = ("dp_difference", "dp_ratio", "eo_difference", "eop_difference")
 
 
 def _rates(group_totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,8 +106,16 @@ def _rate_of(which: int, group: int | None) -> Quantity:
 
 
 def _disparity(kind: str) -> Quantity:
+    """The parity metric `kind` of (group, gold class) stratum totals."""
+    gap = _gap(kind)
+    return lambda totals: gap(_by_group(totals))
+
+
+def _gap(kind: str) -> Quantity:
+    """The parity metric `kind` of per-group totals (..., G, 4)."""
+
     def quantity(totals: np.ndarray) -> np.ndarray:
-        selection, tpr, fpr = _rates(_by_group(totals))
+        selection, tpr, fpr = _rates(totals)
         if kind == "dp_difference":
             return spread(selection)
         if kind == "dp_ratio":
@@ -119,9 +137,11 @@ def decision_fairness(
     seed: int = 0,
     confidence: float = 0.95,
     clusters: Sequence[object] | None = None,
+    permutations: int = 0,
 ) -> DecisionFairness:
     """Selection and error rates per group and the parity metrics between groups; with `clusters`
-    the bootstrap resamples whole clusters (see `fairness.bootstrap.estimate`)."""
+    the bootstrap resamples whole clusters (see `fairness.bootstrap.estimate`), and the permutation
+    tests (`permutations` shuffles, seeded by `seed`) shuffle labels only within a cluster."""
     if len(decisions.y_true) != len(design.codes):
         raise ValueError(f"{len(decisions.y_true)} decisions for {len(design.codes)} grouped samples")
     if not design.groups:
@@ -148,9 +168,8 @@ def decision_fairness(
             (_rate_of(_TRUE_POSITIVE_RATE, g), positives[g]),
             (_rate_of(_FALSE_POSITIVE_RATE, g), negatives[g]),
         ]
-    disparities = ("dp_difference", "dp_ratio", "eo_difference", "eop_difference")
     if design.comparable:
-        plan += [(_disparity(kind), count) for kind in disparities]
+        plan += [(_disparity(kind), count) for kind in DISPARITIES]
     found = estimate(
         plan,
         stats,
@@ -175,7 +194,41 @@ def decision_fairness(
         demographic_parity_ratio=dp_ratio,
         equalized_odds_difference=eo_difference,
         equal_opportunity_difference=eop_difference,
+        p_values=MappingProxyType(_parity_tests(stats, design, y_true, permutations, seed, clusters)),
+        permutations=permutations,
     )
 
 
-__all__ = ["DecisionFairness", "Decisions", "GroupRates", "decision_fairness"]
+def _parity_tests(
+    stats: np.ndarray,
+    design: GroupDesign,
+    y_true: np.ndarray,
+    permutations: int,
+    seed: int,
+    clusters: Sequence[object] | None,
+) -> dict[str, float]:
+    if not design.comparable or permutations <= 0:
+        return {kind: math.nan for kind in DISPARITIES}
+    groups = len(design.groups)
+    within = list(clusters) if clusters is not None else [""] * len(y_true)
+    by_class = [(cluster, bool(truth)) for cluster, truth in zip(within, y_true, strict=True)]
+    found: dict[str, float] = {}
+    # Demographic parity: one shuffle of all labels; the error-rate gaps: shuffles within gold class.
+    selection_tests: list[tuple[Quantity, Direction]] = [
+        (_gap("dp_difference"), "greater"),
+        (_gap("dp_ratio"), "less"),
+    ]
+    found["dp_difference"], found["dp_ratio"] = permutation_p_values(
+        selection_tests, stats, design.codes, groups, permutations=permutations, seed=seed, blocks=clusters
+    )
+    error_tests: list[tuple[Quantity, Direction]] = [
+        (_gap("eo_difference"), "greater"),
+        (_gap("eop_difference"), "greater"),
+    ]
+    found["eo_difference"], found["eop_difference"] = permutation_p_values(
+        error_tests, stats, design.codes, groups, permutations=permutations, seed=seed, blocks=by_class
+    )
+    return found
+
+
+__all__ = ["DISPARITIES", "DecisionFairness", "Decisions", "GroupRates", "decision_fairness"]

@@ -17,7 +17,8 @@ from types import MappingProxyType
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.fairness.bootstrap import Estimate, estimate, min_over_max, spread
+from harness.fairness.bootstrap import Estimate, Quantity, estimate, min_over_max, spread
+from harness.fairness.permutation import Direction, holm, permutation_p_values
 from harness.metrics import Metric, score
 
 # Fewer samples than this in a group: its value, and every between-group number, is flagged unstable.
@@ -119,6 +120,14 @@ class GroupMetricFrame:
     ratio: Estimate
     worst_group: Estimate
     worst_group_name: str | None
+    # Permutation-test p-values (NaN: not tested). `difference_p` / `ratio_p`: are the groups'
+    # values further apart than shuffled group labels make them? `group_p`: does this group differ
+    # from all other groups together? `group_p_holm`: the same, Holm-adjusted across the groups.
+    difference_p: float = math.nan
+    ratio_p: float = math.nan
+    group_p: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    group_p_holm: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    permutations: int = 0
 
 
 def _group_values(metric: Metric, totals: np.ndarray) -> np.ndarray:
@@ -135,13 +144,15 @@ def group_metric_frame(
     seed: int = 0,
     confidence: float = 0.95,
     clusters: Sequence[object] | None = None,
+    permutations: int = 0,
 ) -> GroupMetricFrame:
     """Disaggregate `metric` (per-sample statistics of shape (n, k)) by `design`'s groups.
 
     `overall` and `by_group` are exactly `metrics.score` of the grouped samples and of each group's
     samples (the number a run on that subset would report); the between-group numbers come with a
     bootstrap stratified by group, or one that resamples whole `clusters` (a counterfactual template
-    asked once per group) so that paired groups stay paired.
+    asked once per group) so that paired groups stay paired. With `permutations`, every gap gets a
+    permutation-test p-value (group labels shuffled within `clusters`, seeded by `seed`).
     """
     stats = np.asarray(statistics, dtype=np.float64)
     if stats.ndim != 2 or stats.shape[0] != len(design.codes):
@@ -184,6 +195,7 @@ def group_metric_frame(
         nothing = Estimate(math.nan, None, None, None, count)
         difference = ratio = worst_group = nothing
         worst_name = None
+    tested = _gap_tests(metric, stats, design, permutations, seed, clusters)
     return GroupMetricFrame(
         metric=metric.name,
         higher_is_better=metric.higher_is_better,
@@ -195,7 +207,43 @@ def group_metric_frame(
         ratio=ratio,
         worst_group=worst_group,
         worst_group_name=worst_name,
+        difference_p=tested[0],
+        ratio_p=tested[1],
+        group_p=MappingProxyType(dict(zip(design.groups, tested[2], strict=True))),
+        group_p_holm=MappingProxyType(dict(zip(design.groups, holm(tested[2]), strict=True))),
+        permutations=permutations,
     )
+
+
+def _gap_tests(
+    metric: Metric,
+    stats: np.ndarray,
+    design: GroupDesign,
+    permutations: int,
+    seed: int,
+    clusters: Sequence[object] | None,
+) -> tuple[float, float, list[float]]:
+    """(difference p, ratio p, each group against the rest p); NaN without two groups."""
+    groups = len(design.groups)
+    if not design.comparable or permutations <= 0:
+        return math.nan, math.nan, [math.nan] * groups
+
+    def against_rest(group: int) -> Quantity:
+        def quantity(totals: np.ndarray) -> np.ndarray:
+            rest = totals.sum(axis=-2) - totals[..., group, :]
+            return np.abs(_group_values(metric, totals[..., group, :]) - _group_values(metric, rest))
+
+        return quantity
+
+    tests: list[tuple[Quantity, Direction]] = [
+        (lambda totals: spread(_group_values(metric, totals)), "greater"),
+        (lambda totals: min_over_max(_group_values(metric, totals)), "less"),
+    ]
+    tests += [(against_rest(group), "greater") for group in range(groups)]
+    found = permutation_p_values(
+        tests, stats, design.codes, groups, permutations=permutations, seed=seed, blocks=clusters
+    )
+    return found[0], found[1], found[2:]
 
 
 def _subset(metric: Metric, stats: np.ndarray, resamples: int, seed: int, confidence: float) -> Estimate:

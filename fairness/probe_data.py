@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.fairness.free_text_probe import free_text_requests
 from harness.fairness.probe_templates import (
     AMBIGUITY_TEMPLATES,
     COUNTERFACTUAL_GROUPS,
@@ -107,6 +108,7 @@ PROBES = {
     "fairness_counterfactual_decisions": counterfactual_decisions,
     "fairness_stereotype_pairs": stereotype_pairs,
     "fairness_ambiguous_questions": ambiguous_questions,
+    "fairness_free_text": free_text_requests,
 }
 
 

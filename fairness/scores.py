@@ -18,6 +18,24 @@ metric: value (higher_is_better)
 - `fairness/bbq_accuracy_ambiguous`, `fairness/bbq_accuracy_disambiguated`: accuracy (true)
 - `fairness/bbq_bias_disambiguated`, `fairness/bbq_bias_ambiguous`: BBQ's S_DIS, S_AMB, 0 unbiased (false)
 
+- `group/counterfactual_flip_rate/attribute=<a>`: the flip rate over the variants of one attribute
+  (woman/man, ...) of each template; `group/counterfactual_flip_rate/template=<t>`: the share of a
+  template's attributes whose answer flips. For generated text an answer "flips" when it changes
+  beyond the group term itself (`fairness.text_scoring.comparable_answer`).
+
+With several group fields (`groups` a mapping of field -> values), every field alone and every
+intersection of fields is a design of its own: groups are named `field=value` (an intersection
+`gender=woman&age=70`), the between-group rows carry the design's name as a last part
+(`fairness/<metric>/difference/gender&age`, `fairness/demographic_parity_difference/gender`), and
+`fairness/<metric>/worst_intersection` is the worst intersection cell of any order. Intersection
+cells smaller than the minimum group size are left out and listed (`too_small` in the signature).
+
+Significance: with `permutations` > 0 every between-group row's signature carries `p_value`, a
+permutation test (group labels shuffled, within templates for paired probes and within gold class
+for error rates), and every per-group row's the p-value of "this group differs from the others
+together" with `p_holm`, Holm-adjusted across the groups of its design (`correction:holm`,
+`family`: how many). With several designs, the between-group rows' `p_holm` is adjusted across them.
+
 BBQ rows also come per group (`group/bbq_bias_ambiguous/<group>`, ...). The signed bias numbers
 (stereotype preference, S_DIS, S_AMB) count as lower-is-better because the probes look for
 stereotyping, which pushes them up; a value far below the unbiased point is a bias too.
@@ -28,48 +46,28 @@ a line on stderr: a missing row cannot be mistaken for perfect parity, a 0 could
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.fairness import probes
 from harness.fairness.bootstrap import Estimate
-from harness.fairness.decisions import DecisionFairness, Decisions, decision_fairness
+from harness.fairness.decisions import DISPARITIES, Decisions, decision_fairness
 from harness.fairness.groups import (
     MIN_GROUP_SIZE,
-    GroupDesign,
-    group_design,
     group_metric_frame,
-    group_value,
     warn,
 )
-from harness.metrics import Metric, SampleOutcome, Score
+from harness.fairness.intersections import FieldDesign, field_designs
+from harness.fairness.permutation import holm
+from harness.metrics import Metric, Score
 from harness.metrics.classification import Classification
-from harness.signatures import make_signature
-
-if TYPE_CHECKING:
-    from harness.tasks import Task, TaskInstance
+from harness.signatures import decode_setting, make_signature
 
 
-class EvaluatedTask(Protocol):
-    """What the fairness rows read of one evaluated task (`harness.runner.TaskEvaluation` has it)."""
-
-    @property
-    def task(self) -> Task: ...
-
-    @property
-    def instances(self) -> Sequence[TaskInstance]: ...
-
-    @property
-    def outcomes(self) -> Sequence[SampleOutcome]: ...
-
-    @property
-    def statistics(self) -> Mapping[str, np.ndarray]: ...
-
-
-class _Rows:
+class ScoreRows:
     """Collects score rows; numbers that are not computable are named, not stored."""
 
     def __init__(self, settings: Mapping[str, object]) -> None:
@@ -111,81 +109,200 @@ class _Rows:
         return self.scores
 
 
-def _settings(group_field: str | None, resamples: int, seed: int, confidence: float) -> dict[str, object]:
+def signature_settings(signature: str) -> dict[str, Any]:
+    """The settings of a fairness row's signature (p_value, p_holm, group, fields, small, ...)."""
+    settings: dict[str, Any] = {}
+    for part in signature.split("|")[1:]:
+        key, separator, value = part.partition(":")
+        if separator:
+            settings[key] = decode_setting(value)
+    return settings
+
+
+def row_settings(
+    group_field: str | Sequence[str] | None, resamples: int, seed: int, confidence: float
+) -> dict[str, object]:
     return {
-        "group_field": group_field,
+        "group_field": group_field
+        if group_field is None or isinstance(group_field, str)
+        else list(group_field),
         "resamples": resamples,
         "seed": seed,
         "confidence": confidence,
     }
 
 
+def _tested(p_value: float, extra: Mapping[str, object] | None = None) -> dict[str, object]:
+    """Signature settings of a permutation test; nothing when it was not run (NaN)."""
+    if not math.isfinite(p_value):
+        return {}
+    return {"p_value": round(p_value, 6), "test": "permutation", **(extra or {})}
+
+
+def _holm_family(p_values: Sequence[float], what: str) -> list[dict[str, object]]:
+    adjusted = holm(p_values)
+    family = sum(math.isfinite(p) for p in p_values)
+    return [
+        {"p_holm": round(p, 6), "correction": "holm", "family": f"{family} {what}"}
+        if math.isfinite(p)
+        else {}
+        for p in adjusted
+    ]
+
+
+def _suffix(designs: Sequence[FieldDesign], design: FieldDesign) -> str:
+    """With one field the row names are the plain ones; with several, they name their design."""
+    return "" if len(designs) == 1 else f"/{design.name}"
+
+
 def _metric_rows(
-    rows: _Rows, metric: Metric, stats: np.ndarray, design: GroupDesign, unit: str, options: dict[str, Any]
+    rows: ScoreRows,
+    metric: Metric,
+    stats: np.ndarray,
+    designs: Sequence[FieldDesign],
+    unit: str,
+    options: dict[str, Any],
 ) -> None:
-    frame = group_metric_frame(metric, stats, design, **options)
-    base = {"of": frame.signature}
-    for group, found in frame.by_group.items():
-        small = group in design.small_groups
+    frames = [group_metric_frame(metric, stats, fd.design, **options) for fd in designs]
+    permutations = {"permutations": int(options.get("permutations", 0))}
+    families: dict[str, list[dict[str, object]]] = {
+        kind: _holm_family([getattr(frame, f"{kind}_p") for frame in frames], "designs")
+        if len(designs) > 1
+        else [{}] * len(designs)
+        for kind in ("difference", "ratio")
+    }
+    cells: list[tuple[str, FieldDesign, Estimate]] = []
+    for index, (fd, frame) in enumerate(zip(designs, frames, strict=True)):
+        design = fd.design
+        base: dict[str, object] = {"of": frame.signature}
+        group_tests = _holm_family([frame.group_p.get(g, math.nan) for g in design.groups], "groups")
+        for (group, found), holm_settings in zip(frame.by_group.items(), group_tests, strict=True):
+            small = group in design.small_groups
+            test = _tested(frame.group_p.get(group, math.nan), {**permutations, **holm_settings})
+            rows.add(
+                f"group/{metric.name}/{group}",
+                found,
+                metric.higher_is_better,
+                {**base, "group": group, "fields": list(fd.fields), "small": small, **test},
+                interval="metric",
+            )
+            if fd.intersection:
+                cells.append((group, fd, found))
+        between = {**base, "method": "between_groups", **fd.settings(), "unit": unit}
+        suffix = _suffix(designs, fd)
+        difference = {
+            **between,
+            **_tested(frame.difference_p, {**permutations, **families["difference"][index]}),
+        }
+        ratio = {**between, **_tested(frame.ratio_p, {**permutations, **families["ratio"][index]})}
+        rows.add(f"fairness/{metric.name}/difference{suffix}", frame.difference, False, difference)
+        rows.add(f"fairness/{metric.name}/ratio{suffix}", frame.ratio, True, ratio)
         rows.add(
-            f"group/{metric.name}/{group}",
-            found,
+            f"fairness/{metric.name}/worst_group{suffix}",
+            frame.worst_group,
             metric.higher_is_better,
-            {**base, "group": group, "small": small},
-            interval="metric",
+            {**between, "worst": frame.worst_group_name},
         )
-    between = {**base, "method": "between_groups", **design.settings(), "unit": unit}
-    rows.add(f"fairness/{metric.name}/difference", frame.difference, False, between)
-    rows.add(f"fairness/{metric.name}/ratio", frame.ratio, True, between)
-    rows.add(f"fairness/{metric.name}/worst_group", frame.worst_group, metric.higher_is_better, between)
+    _worst_intersection(rows, metric, cells, unit)
 
 
-def _decision_rows(rows: _Rows, result: DecisionFairness, design: GroupDesign, unit: str) -> None:
-    base = {"favorable": result.positive, "unit": unit}
-    for group, rates in result.by_group.items():
-        small = group in design.small_groups
-        rows.add(
-            f"group/selection_rate/{group}",
-            rates.selection_rate,
-            True,
-            {**base, "group": group, "small": small},
-        )
-    between = {**base, "method": "between_groups", **design.settings()}
-    rows.add("fairness/demographic_parity_difference", result.demographic_parity_difference, False, between)
-    rows.add("fairness/demographic_parity_ratio", result.demographic_parity_ratio, True, between)
+def _worst_intersection(
+    rows: ScoreRows, metric: Metric, cells: Sequence[tuple[str, FieldDesign, Estimate]], unit: str
+) -> None:
+    """The worst intersection cell over every intersection design (its own value and interval)."""
+    found = [(name, fd, estimate) for name, fd, estimate in cells if estimate.computable]
+    if not found:
+        return
+    pick = (min if metric.higher_is_better else max)(found, key=lambda cell: cell[2].value)
+    name, fd, estimate = pick
     rows.add(
-        "fairness/equalized_odds_difference",
-        result.equalized_odds_difference,
-        False,
-        {**between, "agg": "worst_case"},
+        f"fairness/{metric.name}/worst_intersection",
+        estimate,
+        metric.higher_is_better,
+        {"group": name, "fields": list(fd.fields), "cells": len(found), "unit": unit},
+        interval="metric",
     )
-    rows.add("fairness/equal_opportunity_difference", result.equal_opportunity_difference, False, between)
 
 
-def _grouped_rows(
-    rows: _Rows,
+def _decision_rows(
+    rows: ScoreRows,
+    metric_options: dict[str, Any],
+    decisions: Decisions,
+    designs: Sequence[FieldDesign],
+    unit: str,
+) -> None:
+    results = [decision_fairness(decisions, fd.design, **metric_options) for fd in designs]
+    permutations = {"permutations": int(metric_options.get("permutations", 0))}
+    names = {
+        "dp_difference": ("fairness/demographic_parity_difference", False, {}),
+        "dp_ratio": ("fairness/demographic_parity_ratio", True, {}),
+        "eo_difference": ("fairness/equalized_odds_difference", False, {"agg": "worst_case"}),
+        "eop_difference": ("fairness/equal_opportunity_difference", False, {}),
+    }
+    families: dict[str, list[dict[str, object]]] = {
+        kind: _holm_family([result.p_values.get(kind, math.nan) for result in results], "designs")
+        if len(designs) > 1
+        else [{}] * len(designs)
+        for kind in DISPARITIES
+    }
+    for index, (fd, result) in enumerate(zip(designs, results, strict=True)):
+        design = fd.design
+        base = {"favorable": result.positive, "unit": unit}
+        for group, rates in result.by_group.items():
+            small = group in design.small_groups
+            rows.add(
+                f"group/selection_rate/{group}",
+                rates.selection_rate,
+                True,
+                {**base, "group": group, "fields": list(fd.fields), "small": small},
+            )
+        between = {**base, "method": "between_groups", **fd.settings()}
+        suffix = _suffix(designs, fd)
+        estimates = {
+            "dp_difference": result.demographic_parity_difference,
+            "dp_ratio": result.demographic_parity_ratio,
+            "eo_difference": result.equalized_odds_difference,
+            "eop_difference": result.equal_opportunity_difference,
+        }
+        for kind, (name, higher, extra) in names.items():
+            test = _tested(result.p_values.get(kind, math.nan), {**permutations, **families[kind][index]})
+            rows.add(f"{name}{suffix}", estimates[kind], higher, {**between, **extra, **test})
+
+
+def grouped_rows(
+    rows: ScoreRows,
     metrics: Sequence[Metric],
     statistics: Sequence[np.ndarray],
-    design: GroupDesign,
+    designs: Sequence[FieldDesign],
     decisions: Decisions | None,
     options: dict[str, Any],
     clusters: tuple[str, Sequence[object]] | None = None,
 ) -> None:
-    """`clusters`: (field name, each sample's cluster) when whole clusters are to be resampled."""
-    if not design.groups:
+    """`clusters`: (field name, each sample's cluster) when whole clusters are to be resampled
+    (and group labels shuffled only within a cluster)."""
+    designs = [fd for fd in designs if fd.design.groups]
+    if not designs:
         return
     unit = clusters[0] if clusters is not None else "sample"
     options = {**options, "clusters": clusters[1] if clusters is not None else None}
     for metric, stats in zip(metrics, statistics, strict=True):
-        _metric_rows(rows, metric, stats, design, unit, options)
+        _metric_rows(rows, metric, stats, designs, unit, options)
     if decisions is not None:
-        _decision_rows(rows, decision_fairness(decisions, design, **options), design, unit)
+        _decision_rows(rows, options, decisions, designs, unit)
+
+
+def _columns(
+    groups: Sequence[object] | Mapping[str, Sequence[object]], field: str | None
+) -> dict[str, Sequence[object]]:
+    if isinstance(groups, Mapping):
+        return dict(groups)
+    return {field or "group": groups}
 
 
 def group_scores(
     metrics: Sequence[Metric],
     statistics: Sequence[np.ndarray],
-    groups: Sequence[str | None],
+    groups: Sequence[str | None] | Mapping[str, Sequence[object]],
     *,
     decisions: Decisions | None = None,
     group_field: str | None = None,
@@ -193,29 +310,45 @@ def group_scores(
     seed: int = 0,
     confidence: float = 0.95,
     min_group_size: int = MIN_GROUP_SIZE,
+    permutations: int = 1000,
     where: str = "scores",
 ) -> list[Score]:
     """Score rows of each metric per group and between groups (and of `decisions`, when given).
 
-    `statistics[i]` is metric i's per-sample statistics (n, k); `groups[i]` sample i's group, None for
-    none. Problems with the grouping (samples without a group, one group only, small groups) and
+    `statistics[i]` is metric i's per-sample statistics (n, k). `groups` is each sample's group
+    (None for none), or a mapping of several group fields to their values: then every field and
+    every intersection of fields gets rows (see the module docstring). Problems with the grouping
+    (samples without a group, one group only, small groups, intersections too small to report) and
     numbers that are not computable are reported on stderr, prefixed with `where`.
     """
+    columns = _columns(groups, group_field)
+    size = len(next(iter(columns.values()))) if columns else 0
     if len(metrics) != len(statistics):
         raise HarnessError(f"{len(metrics)} metrics but {len(statistics)} statistics matrices")
     for metric, stats in zip(metrics, statistics, strict=True):
-        if np.asarray(stats).shape[0] != len(groups):
+        if np.asarray(stats).shape[0] != size:
             raise HarnessError(
-                f"metric '{metric.name}' has {np.asarray(stats).shape[0]} samples for {len(groups)} groups"
+                f"metric '{metric.name}' has {np.asarray(stats).shape[0]} samples for {size} groups"
             )
-    if decisions is not None and len(decisions.y_true) != len(groups):
-        raise HarnessError(f"{len(decisions.y_true)} decisions for {len(groups)} groups")
-    design = group_design(groups, min_group_size)
-    warn(design.problems(where))
-    rows = _Rows(_settings(group_field, bootstrap_resamples, seed, confidence))
-    options = {"bootstrap_resamples": bootstrap_resamples, "seed": seed, "confidence": confidence}
-    _grouped_rows(rows, metrics, statistics, design, decisions, options)
+    if decisions is not None and len(decisions.y_true) != size:
+        raise HarnessError(f"{len(decisions.y_true)} decisions for {size} groups")
+    designs = field_designs(columns, min_group_size=min_group_size)
+    warn([line for fd in designs for line in design_problems(fd, designs, where)])
+    field_setting = group_field if not isinstance(groups, Mapping) else list(columns)
+    rows = ScoreRows(row_settings(field_setting, bootstrap_resamples, seed, confidence))
+    options = {
+        "bootstrap_resamples": bootstrap_resamples,
+        "seed": seed,
+        "confidence": confidence,
+        "permutations": permutations,
+    }
+    grouped_rows(rows, metrics, statistics, designs, decisions, options)
     return rows.report(where)
+
+
+def design_problems(fd: FieldDesign, designs: Sequence[FieldDesign], where: str) -> list[str]:
+    # With one field, the messages read as they always have (no design name in brackets).
+    return fd.design.problems(where) if len(designs) == 1 else fd.problems(where)
 
 
 def _favourable_label(metrics: Sequence[Metric], labels: Sequence[str | None]) -> str | None:
@@ -260,123 +393,18 @@ def prediction_group_scores(
         group_field=group_field,
         bootstrap_resamples=bootstrap_resamples,
         seed=seed,
+        # As for evaluated tasks: as many shuffles as resamples, none when resampling is off.
+        permutations=bootstrap_resamples,
         where=where,
     )
 
 
-def task_fairness_scores(evaluation: EvaluatedTask, bootstrap_resamples: int, seed: int) -> list[Score]:
-    """Extra score rows of one evaluated task: group rows when its YAML names a `group_field`, and
-    probe rows when its documents carry probe fields (see `fairness.probes`); none otherwise."""
-    task = evaluation.task
-    where = f"task '{task.name}'"
-    docs = [instance.doc for instance in evaluation.instances]
-    field = task.config.group_field
-    fields = {name: probes.field_values(docs, name) for name in probes.PROBE_FIELDS}
-    warn([f"{where}: {problem}; that probe is skipped" for _, problem in fields.values() if problem])
-    values = {name: found for name, (found, _) in fields.items() if found is not None}
-    if values and task.output_type != "multiple_choice":
-        warn([f"{where}: probe fields {', '.join(values)} need a multiple_choice task; probes skipped"])
-        values = {}
-    rows = _Rows(_settings(field, bootstrap_resamples, seed, 0.95))
-    options: dict[str, Any] = {"bootstrap_resamples": bootstrap_resamples, "seed": seed}
-    answers = probes.predicted_choices(evaluation.outcomes)
-    gold = np.array([-1 if i.gold is None else i.gold for i in evaluation.instances], dtype=np.int64)
-    design = None
-    if field is not None:
-        # The task turns a null group value into the text "None"; the document says it has none.
-        design = group_design([group_value(doc.get(field)) for doc in docs])
-        warn(design.problems(where))
-        decisions = None
-        if probes.FAVORABLE_FIELD in values:
-            favorable = _indices(values[probes.FAVORABLE_FIELD], probes.FAVORABLE_FIELD, where)
-            if favorable is not None:
-                decisions = Decisions(
-                    gold == favorable, answers == favorable, f"doc.{probes.FAVORABLE_FIELD}"
-                )
-        statistics = [evaluation.statistics[metric.name] for metric in task.metrics]
-        # Counterfactual variants of one template are paired: the bootstrap keeps them together.
-        templates = values.get(probes.TEMPLATE_FIELD)
-        clusters = (probes.TEMPLATE_FIELD, templates) if templates is not None else None
-        _grouped_rows(rows, task.metrics, statistics, design, decisions, options, clusters)
-    elif probes.FAVORABLE_FIELD in values:
-        warn([f"{where}: '{probes.FAVORABLE_FIELD}' needs a group_field in the task YAML; parity skipped"])
-    _probe_rows(rows, values, answers, gold, design, where, options)
-    return rows.report(where)
-
-
-def _indices(values: Sequence[Any], name: str, where: str) -> np.ndarray | None:
-    try:
-        return probes.choice_indices(values, name)
-    except ValueError as error:
-        warn([f"{where}: {error}; that probe is skipped"])
-        return None
-
-
-def _probe_rows(
-    rows: _Rows,
-    values: Mapping[str, list[Any]],
-    answers: np.ndarray,
-    gold: np.ndarray,
-    design: GroupDesign | None,
-    where: str,
-    options: dict[str, Any],
-) -> None:
-    codes = design.codes if design is not None else np.full(len(answers), -1, dtype=np.int64)
-    groups = design.groups if design is not None else ()
-    resampling = {"resamples": int(options["bootstrap_resamples"]), "seed": int(options["seed"])}
-    if probes.TEMPLATE_FIELD in values:
-        flip = probes.counterfactual_flip_rate(values[probes.TEMPLATE_FIELD], answers, **resampling)
-        rows.add("fairness/counterfactual_flip_rate", flip, False, {"unit": probes.TEMPLATE_FIELD})
-    if probes.STEREOTYPE_FIELD in values:
-        stereotype = _indices(values[probes.STEREOTYPE_FIELD], probes.STEREOTYPE_FIELD, where)
-        if stereotype is not None:
-            overall, per_group = probes.stereotype_preference(
-                answers == stereotype, codes, len(groups), **resampling
-            )
-            unbiased: dict[str, object] = {"unbiased": 0.5}
-            rows.add("fairness/stereotype_preference", overall, False, unbiased)
-            for name, share in zip(groups, per_group, strict=True):
-                rows.add(f"group/stereotype_preference/{name}", share, False, {**unbiased, "group": name})
-    bbq = (probes.CONDITION_FIELD, probes.BIASED_FIELD, probes.UNKNOWN_FIELD)
-    if all(name in values for name in bbq):
-        _bbq_rows(rows, values, answers, gold, codes, groups, where, resampling)
-    elif any(name in values for name in bbq):
-        warn([f"{where}: BBQ-style scores need all of {', '.join(bbq)}; skipped"])
-
-
-def _bbq_rows(
-    rows: _Rows,
-    values: Mapping[str, list[Any]],
-    answers: np.ndarray,
-    gold: np.ndarray,
-    codes: np.ndarray,
-    groups: tuple[str, ...],
-    where: str,
-    resampling: dict[str, int],
-) -> None:
-    biased = _indices(values[probes.BIASED_FIELD], probes.BIASED_FIELD, where)
-    unknown = _indices(values[probes.UNKNOWN_FIELD], probes.UNKNOWN_FIELD, where)
-    if biased is None or unknown is None:
-        return
-    conditions = values[probes.CONDITION_FIELD]
-    try:
-        overall, per_group = probes.ambiguity_bias(
-            conditions, answers, gold, biased, unknown, codes, len(groups), **resampling
-        )
-    except ValueError as error:
-        warn([f"{where}: {error}; the BBQ-style scores are skipped"])
-        return
-    labelled: list[tuple[str, str, probes.AmbiguityBias, dict[str, object]]] = [
-        ("fairness/", "", overall, {})
-    ]
-    for name, found in zip(groups, per_group, strict=True):
-        labelled.append(("group/", f"/{name}", found, {"group": name}))
-    for prefix, suffix, found, extra in labelled:
-        unbiased = {**extra, "unbiased": 0}
-        rows.add(f"{prefix}bbq_accuracy_ambiguous{suffix}", found.accuracy_ambiguous, True, extra)
-        rows.add(f"{prefix}bbq_accuracy_disambiguated{suffix}", found.accuracy_disambiguated, True, extra)
-        rows.add(f"{prefix}bbq_bias_disambiguated{suffix}", found.bias_disambiguated, False, unbiased)
-        rows.add(f"{prefix}bbq_bias_ambiguous{suffix}", found.bias_ambiguous, False, unbiased)
-
-
-__all__ = ["group_scores", "prediction_group_scores", "task_fairness_scores"]
+__all__ = [
+    "ScoreRows",
+    "design_problems",
+    "group_scores",
+    "grouped_rows",
+    "prediction_group_scores",
+    "row_settings",
+    "signature_settings",
+]

@@ -1,4 +1,10 @@
-"""Fairness page: a metric per group of documents, with intervals and the parity gaps."""
+"""Fairness page: the fairness rows a run stored, per group, between groups and per intersection.
+
+Everything shown here was computed once, when the run was made (`harness.fairness`): per-group values
+with their intervals, the gaps between groups with bootstrap intervals and permutation p-values
+(Holm-adjusted across groups), and intersections of group fields as a heat map. Data audits
+(`harness audit`) are runs too and show their representation and label balance here.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,45 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from harness.leaderboard.groups import group_report, stored_fairness_scores
-from harness.leaderboard.sample_metrics import metric_names, signature_of
-from harness.leaderboard.ui import cached_counts, cached_samples, pick_run, store_data
+from harness.fairness.stored import StoredFairness, heat_map_cells, read_fairness_rows
+from harness.leaderboard.ui import pick_run, plain, store_data
 
 
 def _chart(table: pd.DataFrame, metric: str) -> alt.LayerChart:
     base = alt.Chart(table).encode(y=alt.Y("group:N", sort=None, title="group"))
     bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("ci_low:Q", title=metric), x2="ci_high:Q")
     points = base.mark_point(filled=True, size=80).encode(
-        x=alt.X("value:Q", scale=alt.Scale(zero=False)), tooltip=["group", "n", "value", "ci_low", "ci_high"]
+        x=alt.X("value:Q", scale=alt.Scale(zero=False)),
+        tooltip=["group", "n", "value", "ci_low", "ci_high", "p_holm"],
     )
     return bars + points
 
 
+def _heat_map(cells: pd.DataFrame, metric: str, rows: str, columns: str) -> alt.LayerChart:
+    base = alt.Chart(cells).encode(x=alt.X("column:N", title=columns), y=alt.Y("row:N", title=rows))
+    rects = base.mark_rect().encode(
+        color=alt.Color("value:Q", title=metric, scale=alt.Scale(scheme="blues")),
+        tooltip=["group", "value", "n", "p_holm"],
+    )
+    labels = base.mark_text(baseline="middle", color="black").encode(text=alt.Text("value:Q", format=".3g"))
+    return rects + labels
+
+
 def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
+def _p_text(value: float) -> str:
+    return "" if value is None or math.isnan(value) else f" (p = {value:.3g})"
+
+
+def _between(stored: StoredFairness, metric: str, design: str, statistic: str) -> pd.Series | None:
+    rows = stored.between[
+        (stored.between["metric"] == metric)
+        & (stored.between["design"] == design)
+        & (stored.between["statistic"] == statistic)
+    ]
+    return None if rows.empty else rows.iloc[0]
 
 
 def main() -> None:
@@ -36,50 +65,83 @@ def main() -> None:
         run_id = pick_run(data, "Run", key="fair_run")
     if run_id is None:
         return
-    counts = cached_counts(data, run_id)
-    if counts is None:
-        return
-    grouped = counts.loc[counts["groups"] > 0, "task"].astype(str).tolist()
-    if not grouped:
+    run_scores = data.scores[data.scores["run_id"] == run_id]
+    grouped = run_scores.loc[run_scores["metric"].astype(str).str.startswith("group/"), "task"]
+    tasks = sorted(set(grouped.astype(str)))
+    if not tasks:
         st.info(
-            f"No sample of run {run_id} carries a group. Set `group_field` in a task's YAML to the "
-            "document field to break results down by."
+            f"Run {plain(run_id)} stored no fairness rows. Set `group_field` in a task's YAML (one field "
+            "or a list) to break results down by group, or audit a data file with `harness audit`."
         )
         return
-    task = str(middle.selectbox("Task", grouped, key="fair_task"))
-    samples = cached_samples(data, run_id, task)
-    if samples is None:
-        return
-    names = metric_names(samples["statistics"])
-    if not names:
-        st.info("These samples carry no per-document metric statistics.")
-        return
-    metric = str(right.selectbox("Metric", names, key="fair_metric"))
-    stored = data.scores.loc[(data.scores["run_id"] == run_id) & (data.scores["metric"] == metric)]
-    higher = bool(stored["higher_is_better"].iloc[0]) if not stored.empty else True
-    signature = signature_of(data.scores, run_id, task, metric)
-    report = group_report(samples, metric, higher_is_better=higher, signature=signature)
-    if report.table.empty:
-        st.info(f"No grouped document of {task} has values of {metric}.")
-        return
-    if len(report.table) < 2:
-        st.info(f"Only one group of {task} has values of {metric}; gaps and ratios need two.")
+    task = str(middle.selectbox("Task", tasks, key="fair_task"))
+    stored = read_fairness_rows(run_scores[run_scores["task"] == task])
+    metric = str(right.selectbox("Metric", stored.metrics(), key="fair_metric"))
+    designs = stored.designs(metric)
+    design = designs[0]
+    if len(designs) > 1:
+        design = str(st.selectbox("Groups of", designs, key="fair_design"))
+    table = stored.groups[(stored.groups["metric"] == metric) & (stored.groups["design"] == design)]
+    direction = _between(stored, metric, design, "worst_group")
+    higher = bool(direction["higher_is_better"]) if direction is not None else True
+    table = table.sort_values("value", ascending=not higher, kind="stable", ignore_index=True)
+    difference = _between(stored, metric, design, "difference")
+    ratio = _between(stored, metric, design, "ratio")
     first, second, third = st.columns(3)
-    first.metric("Gap (max − min)", _number(report.gap))
-    second.metric("Ratio (min / max)", _number(report.ratio))
-    third.metric("Best / worst group", f"{report.best_group or 'n/a'} / {report.worst_group or 'n/a'}")
-    st.altair_chart(_chart(report.table, metric), width="stretch")
-    st.dataframe(report.table, hide_index=True, width="stretch")
-    note = f" {report.ungrouped} documents without a group are left out." if report.ungrouped else ""
-    st.caption(
-        f"{'Higher' if higher else 'Lower'} is better; groups are sorted best first. 95% intervals: "
-        f"{report.method}, computed per group as the stored scores are.{note}"
+    first.metric(
+        "Gap (max − min)",
+        _number(difference["value"]) if difference is not None else "n/a",
+        help="Stored with the run; p from a permutation test of the group labels."
+        + (_p_text(difference["p_value"]) if difference is not None else ""),
     )
-    stored = stored_fairness_scores(data.scores, run_id, task)
-    if not stored.empty:
-        st.subheader("Stored fairness scores")
-        st.caption("Computed when the run was evaluated, for every metric of the task.")
-        st.dataframe(stored, hide_index=True, width="stretch")
+    second.metric("Ratio (min / max)", _number(ratio["value"]) if ratio is not None else "n/a")
+    best_worst = "n/a / n/a"
+    if len(table) >= 2:
+        best_worst = f"{table['group'].iloc[0]} / {table['group'].iloc[len(table) - 1]}"
+    third.metric("Best / worst group", best_worst)
+    if difference is not None and not math.isnan(difference["p_value"]):
+        adjusted = difference["p_holm"]
+        holm_text = "" if math.isnan(adjusted) else f", Holm-adjusted across designs {adjusted:.3g}"
+        st.caption(
+            f"Gap {_number(difference['value'])} (95% interval {_number(difference['ci_low'])} to "
+            f"{_number(difference['ci_high'])}), permutation p = {difference['p_value']:.3g}{holm_text}."
+        )
+    shown = table[["group", "n", "value", "ci_low", "ci_high", "p_value", "p_holm", "small", "flag"]]
+    st.altair_chart(_chart(shown, metric), width="stretch")
+    st.dataframe(shown, hide_index=True, width="stretch")
+    st.caption(
+        f"{'Higher' if higher else 'Lower'} is better; best group first. p_value: this group against all "
+        "others together (permutation test); p_holm: Holm-adjusted across this design's groups. Rows as "
+        "stored when the run was made."
+    )
+    intersections = [name for name in designs if name.count("&") == 1]
+    if intersections:
+        st.subheader("Intersections")
+        pair = intersections[0]
+        if len(intersections) > 1:
+            pair = str(st.selectbox("Intersection", intersections, key="fair_pair"))
+        rows, columns = pair.split("&")
+        cells = heat_map_cells(stored.groups, metric, pair)
+        # Rows tall enough to read a label in each cell, however few the rows.
+        height = max(160, 56 * int(cells["row"].nunique()) + 90)
+        st.altair_chart(_heat_map(cells, metric, rows, columns), width="stretch", height=height)
+        worst_rows = stored.between[
+            (stored.between["metric"] == metric) & (stored.between["statistic"] == "worst_intersection")
+        ]
+        worst = None if worst_rows.empty else worst_rows.iloc[0]
+        missing = "Cells too small to report are left out (blank), never merged."
+        if worst is not None:
+            st.caption(f"Worst intersection: {_number(worst['value'])} (n = {worst['n']}). {missing}")
+        else:
+            st.caption(missing)
+    gaps = stored.between[stored.between["metric"] == metric]
+    if not gaps.empty:
+        st.subheader("Between groups")
+        st.dataframe(gaps.drop(columns=["metric"]), hide_index=True, width="stretch")
+    others = stored.between[stored.between["metric"] != metric]
+    if not others.empty:
+        with st.expander("Other fairness rows of this task"):
+            st.dataframe(others, hide_index=True, width="stretch")
 
 
 if __name__ == "__main__":
