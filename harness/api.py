@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ import pandas as pd
 
 from harness.adapters import load_adapter, wrap_model
 from harness.adapters.base import ModelAdapter
-from harness.cache import RequestCache
-from harness.errors import HarnessError
+from harness.distributed import DistributedAdapter, RankZeroCache, current_world, on_rank_zero
+from harness.errors import HarnessError, HarnessWarning
 from harness.fairness import task_fairness_scores
+from harness.metrics.outcome_checks import outcome_warnings
 from harness.runner import RequestStats, TaskEvaluation, evaluate_tasks
+from harness.shards import Shard, check_caches, open_run_cache, parse_shard, serve_shard
 from harness.store import (
     Document,
     Provenance,
@@ -33,7 +36,9 @@ from harness.store import (
     default_store_path,
     normalise_tags,
     record_provenance,
+    request_cache_path,
 )
+from harness.store.location import is_remote
 from harness.store.statistics import encode_statistics
 from harness.tasks import DEFAULT_SUITE
 from harness.tasks.groups import group_scores
@@ -49,7 +54,7 @@ class EvaluationReport:
     scores: tuple[ScoreRecord, ...]
     request_stats: RequestStats
     wall_seconds: float
-    store: Path | None
+    store: Path | str | None  # a local folder; an `s3://` URI stays a string (Path folds its `//`)
     evaluations: tuple[TaskEvaluation, ...]
 
     def to_frame(self) -> pd.DataFrame:
@@ -99,7 +104,11 @@ def _task_results(evaluation: TaskEvaluation, extra_scores: Sequence[Any]) -> Ta
             choice_logprobs=outcome.choice_logprobs,
             statistics=stats,
             group=instance.group,
-            metadata={"references": list(instance.references)} if len(instance.references) > 1 else {},
+            # A multiple-choice document keeps its option texts, so a browser can name the chosen option.
+            metadata={
+                **({"references": list(instance.references)} if len(instance.references) > 1 else {}),
+                **({"choices": list(instance.choices)} if instance.choices else {}),
+            },
         )
         for instance, outcome, stats in zip(
             evaluation.instances, evaluation.outcomes, statistics, strict=True
@@ -131,14 +140,26 @@ def evaluate(
     system_instruction: str | None = None,
     apply_chat_template: bool = False,
     fewshot_as_multiturn: bool = False,
+    shard: Shard | str | None = None,
+    caches: Sequence[str | Path] = (),
 ) -> EvaluationReport:
     """Evaluate a model on tasks, store the run, and return its scores.
 
     `model` is `ADAPTER:TARGET` (`hf:./checkpoint-1000`, `mock:0`), a path, a ModelAdapter, or an
     in-memory transformers model together with `tokenizer=`. With no model, the embedded default model.
     `tags` are stored with the run; `harness gate --baseline tag:NAME` selects the newest run tagged NAME.
+    `caches` replace the store's request cache (answers looked up in all, new ones written to the first).
+    `shard` (`K/N` or `auto`) only answers shard K's requests into its cache: no scores, no run stored.
+    Under torch.distributed every rank serves its share, all ranks get the scores, rank 0 stores the run.
     """
     started = time.perf_counter()
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    world = current_world()
+    if world is not None and shard is not None:
+        raise HarnessError("--shard cannot be used under torch.distributed: each rank serves a share")
+    # One run, one store writer and one progress bar, whatever the number of ranks; a shard stores no run.
+    write = write and shard is None and (world is None or world.is_main)
+    show_progress = show_progress and (world is None or world.is_main)
     run_tags = normalise_tags(tags)
     args = dict(model_args or {})
     task_specs = [tasks] if isinstance(tasks, str) else list(tasks or DEFAULT_SUITE)
@@ -164,8 +185,30 @@ def evaluate(
     adapter = _resolve_model(model, tokenizer, args)
     if step is None and isinstance(model, str):
         step = step_from_path(model.partition(":")[2] or model)
-    cache = RequestCache(store_root / "cache.sqlite") if use_cache else None
+    cache = open_run_cache(request_cache_path(store_root), caches, use_cache=use_cache, shard=shard)
+    if cache is not None and (shard is not None or len(caches) > 1):
+        checked, merging = cache, shard is None
+        on_rank_zero(world, lambda: check_caches(checked, adapter.fingerprint, adapter.name, merging=merging))
+    if world is not None:
+        adapter = DistributedAdapter(adapter, world)
+        cache = RankZeroCache(cache, world) if cache is not None else None
     stats = RequestStats()
+    if shard is not None and cache is not None:
+        # A shard has no scores of its own: its answers wait in its cache for the merge run.
+        try:
+            serve_shard(
+                adapter,
+                list(selection.tasks),
+                shard,
+                cache,
+                limit=limit,
+                show_progress=show_progress,
+                stats=stats,
+            )
+        finally:
+            cache.close()
+        wall = time.perf_counter() - started
+        return EvaluationReport("", adapter.name, (), stats, wall, None, ())
     try:
         evaluations = evaluate_tasks(
             adapter,
@@ -180,6 +223,10 @@ def evaluate(
     finally:
         if cache is not None:
             cache.close()
+    # Scores that mean less than they seem (empty generations, tied choices, few documents): a line each.
+    found_warnings = [found for e in evaluations for found in outcome_warnings(e.task.name, e.outcomes)]
+    for found in found_warnings if world is None or world.is_main else ():  # once, not once per rank
+        warnings.warn(found.message, HarnessWarning, stacklevel=2)
     results = [
         _task_results(evaluation, task_fairness_scores(evaluation, bootstrap_resamples, seed))
         for evaluation in evaluations
@@ -212,6 +259,7 @@ def evaluate(
                 },
                 "requests": {k: v for k, v in stats.__dict__.items() if k != "latencies"},
                 "wall_seconds": wall_seconds,
+                "warnings": [found.to_dict() for found in found_warnings],
             },
         )
     assembled = assemble_run(
@@ -231,6 +279,6 @@ def evaluate(
         scores=assembled.scores,
         request_stats=stats,
         wall_seconds=wall_seconds,
-        store=store_root if write else None,
+        store=(result_store.location if is_remote(store_root) else store_root) if write else None,
         evaluations=tuple(evaluations),
     )

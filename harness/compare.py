@@ -16,7 +16,7 @@ The confidence interval of the difference is always the paired bootstrap percent
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +29,15 @@ from harness.store import ResultStore, resolve_run
 from harness.store.statistics import statistic_keys, statistics_matrix
 
 __all__ = [
+    "REPORT_COLUMNS",
     "MetricComparison",
     "RunComparison",
     "compare",
     "compare_runs",
     "compare_statistics",
+    "markdown_table",
     "mcnemar_p_value",
+    "report_cells",
 ]
 
 # Past this many discordant documents the exact binomial sum gets slow and the chi-square
@@ -397,3 +400,56 @@ def compare(
         confidence=confidence,
         ignore_harness_version=ignore_harness_version,
     )
+
+
+# -- report cells -----------------------------------------------------------------------------------
+# One wording of a comparison row for every report that shows one (the leaderboard's Compare export;
+# the gate's reports use the same columns).
+
+REPORT_COLUMNS = ("task", "metric", "baseline", "candidate", "diff", "CI", "p", "n shared/base/cand", "test")
+
+
+def _report_number(value: object, spec: str) -> str:
+    number = float(value) if isinstance(value, int | float | np.number) else math.nan
+    return "" if math.isnan(number) else format(number, spec)
+
+
+def _report_count(value: object) -> str:
+    return str(int(value)) if isinstance(value, int | float | np.number) and not math.isnan(value) else "–"
+
+
+def report_cells(row: Mapping[str, object]) -> tuple[str, ...]:
+    """Cells of REPORT_COLUMNS for a row with MetricComparison's field names (`comparison.__dict__`, or a
+    table row where an unpaired comparison has no shared count)."""
+    p_value = row.get("p_value")
+    p_text = _report_number(p_value, ".4f")
+    if p_text and float(p_value) < 1e-4:  # type: ignore[arg-type]
+        p_text = "<0.0001"
+    low, high = _report_number(row.get("ci_low"), "+.4f"), _report_number(row.get("ci_high"), "+.4f")
+    counts = "/".join(_report_count(row.get(key)) for key in ("n_shared", "n_baseline", "n_candidate"))
+    return (
+        str(row.get("task")),
+        str(row.get("metric")),
+        _report_number(row.get("baseline"), ".4f"),
+        _report_number(row.get("candidate"), ".4f"),
+        _report_number(row.get("difference"), "+.4f"),
+        f"[{low}, {high}]" if low and high else "",
+        p_text,
+        counts,
+        str(row.get("test", "")),
+    )
+
+
+def _markdown_cell(text: str) -> str:
+    # A pipe would end the cell and a newline the row.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table, every cell escaped."""
+    lines = [
+        "| " + " | ".join(_markdown_cell(cell) for cell in header) + " |",
+        "|" + "|".join(["---"] * len(header)) + "|",
+        *("| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in rows),
+    ]
+    return "\n".join(lines)

@@ -38,6 +38,7 @@ from harness.store import (
     normalise_tags,
     record_provenance,
 )
+from harness.store.location import is_remote
 from harness.store.statistics import encode_statistics
 from harness.versions import library_version
 
@@ -64,7 +65,7 @@ class ScoreReport:
     predictions: int
     metrics: int
     wall_seconds: float
-    store: Path | None  # None when nothing was written
+    store: Path | str | None  # None when nothing was written; an s3:// store stays its URI
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([score.__dict__ for score in self.scores])
@@ -415,5 +416,7 @@ def score(
         predictions=count,
         metrics=len(result.metrics),
         wall_seconds=wall,
-        store=result_store.root if write else None,
+        store=(result_store.location if is_remote(result_store.root) else result_store.root)
+        if write
+        else None,
     )

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from harness.adapters.base import ChatTemplateAdapter, ModelAdapter
 from harness.cache import RequestCache
 from harness.errors import PartialResultsError
 from harness.metrics import SampleOutcome, Score, score_many, statistics_matrix
+from harness.progress import RunProgress
 from harness.requests import (
     GenerationRequest,
     LoglikelihoodRequest,
@@ -140,6 +140,7 @@ def serve_requests(
     show_progress: bool = True,
     stats: RequestStats | None = None,
     description: str = "requests",
+    run_progress: RunProgress | None = None,
 ) -> dict[Request, Result]:
     """Results for every distinct request, from the cache where possible.
 
@@ -159,10 +160,13 @@ def serve_requests(
     stats.cached += len(results)
     missing = [request for request in unique if request not in results]
     stats.model_requests += len(missing)
+    # The run's line (task k/N, requests left, ETA) rides beside this task's bar; alone, a run of one.
+    line = run_progress or RunProgress([(description, len(unique))], enabled=show_progress, stream=sys.stderr)
+    line.served_from_cache(len(results))
     if not missing:
         return results
     started = time.perf_counter()
-    bar = tqdm(total=len(missing), desc=description, unit="req", disable=not show_progress, file=sys.stderr)
+    line.start_task(description, len(missing))
     tokens = [0]
     last_report = [started]
 
@@ -171,8 +175,7 @@ def serve_requests(
         stats.latencies.extend([now - last_report[0]] * done)
         last_report[0] = now
         tokens[0] += token_count
-        bar.set_postfix_str(f"{tokens[0] / max(now - started, 1e-9):,.0f} tok/s", refresh=False)
-        bar.update(done)
+        line.advance(done, f"{tokens[0] / max(now - started, 1e-9):,.0f} tok/s")
 
     try:
         kinds: list[RequestKind] = ["loglikelihood", "loglikelihood_rolling", "generate_until"]
@@ -193,7 +196,10 @@ def serve_requests(
                 for request, result in zip(chunk, chunk_results, strict=True):
                     results[request] = result
     finally:
-        bar.close()
+        if run_progress is None:
+            line.close()
+        else:
+            line.end_task()
     stats.tokens += tokens[0]
     stats.seconds += time.perf_counter() - started
     return results
@@ -222,12 +228,20 @@ def evaluate_tasks(
         task.metrics  # noqa: B018 - resolve metric names before any model call, so typos fail fast
         built.append((task, task.build_instances(limit, chat)))
     evaluations = []
+    sizes = [(task.name, len({r for i in instances for r in i.requests})) for task, instances in built]
+    run_progress = RunProgress(sizes, enabled=show_progress, stream=sys.stderr)
     for task, instances in built:
         started = time.perf_counter()
         task_stats = RequestStats()
         requests = [request for instance in instances for request in instance.requests]
         results = serve_requests(
-            adapter, requests, cache, show_progress=show_progress, stats=task_stats, description=task.name
+            adapter,
+            requests,
+            cache,
+            show_progress=show_progress,
+            stats=task_stats,
+            description=task.name,
+            run_progress=run_progress,
         )
         answers = [[results[request] for request in instance.requests] for instance in instances]
         filtered = task.filtered_outcomes(instances, answers)
@@ -248,4 +262,5 @@ def evaluate_tasks(
         )
         if stats is not None:
             stats.merge(task_stats)
+    run_progress.close()  # its ticker also ends by itself between tasks, so a failed run leaves none
     return evaluations

@@ -9,6 +9,9 @@ an index lists exists, and nothing in the folder changed for `settle_seconds`. T
 A checkpoint is skipped when the store already holds a run with the same model fingerprint (a hash of
 the weight and config files, not the path) for the same experiment, tasks and limit, so restarting
 the watcher, or a copied checkpoint, never costs a second evaluation.
+
+The checkpoints are local folders; the store may be a folder or a prefix in object storage
+(`--store s3://bucket/prefix`, `harness.store.location`), checked once before the first poll.
 """
 
 from __future__ import annotations
@@ -228,6 +231,9 @@ def watch(
         raise HarnessError("--max-checkpoints must be 1 or more")
     find_checkpoints(settings.directory)  # a missing folder fails now, not at the first poll
     watcher = _Watcher(settings, log or sys.stderr)
+    # So does a store that cannot be used (a newer schema; for s3:// a missing bucket, wrong
+    # credentials, an unreachable endpoint): one line now, not a "failed" line per checkpoint.
+    ResultStore(watcher.store_root).runs()
     stop = stop or threading.Event()
     evaluated = 0
     first_pass = True

@@ -18,17 +18,21 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from harness.compare import compare_runs
+from harness.compare import REPORT_COLUMNS, compare_runs, markdown_table, report_cells
 from harness.errors import HarnessError
+from harness.leaderboard.ranking import direction_arrow, metric_higher_is_better
 from harness.leaderboard.sample_metrics import known_metric, per_sample_values, signature_of
-from harness.leaderboard.samples_view import output_text
+from harness.leaderboard.sample_output import sample_output
 from harness.store import ResultStore
 
 __all__ = [
     "DIFFERENCE_COLUMNS",
     "PAIRED",
     "UNPAIRED",
+    "VERDICT_MARKS",
     "TaskDifferences",
+    "differences_markdown",
+    "directions",
     "disagreements",
     "task_differences",
     "unpaired_differences",
@@ -52,6 +56,9 @@ DIFFERENCE_COLUMNS = (
     "n_shared",
     "test",
 )
+BETTER, WORSE, UNCLEAR = "candidate better", "candidate worse", "no clear difference"
+# The gate's report marks a pass ✅ and a failure ❌; here the same marks say better and worse.
+VERDICT_MARKS = {BETTER: "✅", WORSE: "❌", UNCLEAR: "➖"}
 
 
 @dataclass(frozen=True)
@@ -148,18 +155,50 @@ def task_differences(
     return TaskDifferences(table=table, method=PAIRED, note=None if rest.empty else mixed)
 
 
+def directions(table: pd.DataFrame) -> pd.Series:
+    """Per row, whether higher is better for its metric: the metric registry's word, else the stored flag."""
+    pairs = zip(table["metric"].astype(str), table["higher_is_better"].astype(bool), strict=True)
+    return pd.Series(
+        [metric_higher_is_better(metric, stored) for metric, stored in pairs], index=table.index, dtype=bool
+    )
+
+
 def verdicts(table: pd.DataFrame) -> pd.Series:
     """ "candidate better" / "candidate worse" when the whole interval says so, else "no clear difference".
 
     The metric's direction is folded in, so a fall in perplexity reads as better.
     """
-    sign = np.where(table["higher_is_better"].astype(bool), 1.0, -1.0)
+    sign = np.where(directions(table).to_numpy(), 1.0, -1.0)
     low = table["ci_low"].astype(float).to_numpy() * sign
     high = table["ci_high"].astype(float).to_numpy() * sign
-    result = np.full(len(table), "no clear difference", dtype=object)
-    result[np.minimum(low, high) > 0] = "candidate better"
-    result[np.maximum(low, high) < 0] = "candidate worse"
+    result = np.full(len(table), UNCLEAR, dtype=object)
+    result[np.minimum(low, high) > 0] = BETTER
+    result[np.maximum(low, high) < 0] = WORSE
     return pd.Series(result, index=table.index, name="verdict")
+
+
+def differences_markdown(result: TaskDifferences, baseline: str, candidate: str) -> str:
+    """The per-task differences as `harness gate --markdown` writes its report: a title with the
+    verdict counts, how the intervals were made, then one row per task × metric marked ✅ (candidate
+    better), ❌ (worse) or ➖ (no clear difference), in the gate's columns plus the metric's direction."""
+    table = result.table
+    marks = verdicts(table) if not table.empty else pd.Series(dtype=object)
+    arrows = directions(table) if not table.empty else pd.Series(dtype=bool)
+    counts = {verdict: int((marks == verdict).sum()) for verdict in VERDICT_MARKS}
+    rows = [
+        [VERDICT_MARKS[str(marks[index])], *report_cells(row.to_dict()), direction_arrow(bool(arrows[index]))]
+        for index, row in table.iterrows()
+    ]
+    lines = [
+        f"### harness compare: candidate `{candidate}` vs baseline `{baseline}`",
+        "",
+        f"{counts[BETTER]} better, {counts[WORSE]} worse, {counts[UNCLEAR]} without a clear difference. "
+        f"Differences are candidate − baseline; interval: {result.method}."
+        + (f" {result.note}" if result.note else ""),
+        "",
+        markdown_table(["", *REPORT_COLUMNS, "better"], rows),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def disagreements(
@@ -178,9 +217,12 @@ def disagreements(
     """
 
     def side(frame: pd.DataFrame) -> pd.DataFrame:
+        metadata = frame["metadata"] if "metadata" in frame.columns else [None] * len(frame)
         outputs = [
-            output_text(prediction, logprobs)
-            for prediction, logprobs in zip(frame["prediction"], frame["choice_logprobs"], strict=True)
+            sample_output(prediction, logprobs, meta)
+            for prediction, logprobs, meta in zip(
+                frame["prediction"], frame["choice_logprobs"], metadata, strict=True
+            )
         ]
         return pd.DataFrame(
             {

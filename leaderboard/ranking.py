@@ -7,6 +7,12 @@ share a rank, and no pair is separated unless the data separates them.
 A task group (lm-eval's `group:`, see `task_groups`) is one column, its aggregate, and counts as one
 task everywhere: in the average, the mean rank and the task count. Its members' values are in the table
 too, for the drill-down (`member_table`), but take no part in ranking.
+
+Rows are ranked only against rows that cover the same tasks. Rows with the same set of task values form
+a coverage tier; the average, the mean rank and the rank are computed inside each tier, over its tasks
+only, and tiers are ordered by how many tasks they cover. A run that scored one task (`harness score`,
+`--tasks one`) therefore sits in its own tier below the full runs and is never ranked above them.
+Ranking by one task is the exception: every row with a value for it is ranked on it.
 """
 
 from __future__ import annotations
@@ -21,23 +27,31 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from harness.errors import HarnessError
 from harness.leaderboard.task_groups import TaskGroups
 from harness.metric_names import DEFAULT_FILTER, split_metric_name
+from harness.metrics import get_metric
 
 __all__ = [
     "AVERAGE",
     "MEAN_RANK",
     "RANK",
+    "TASK_COUNT",
+    "TIER",
     "Leaderboard",
     "LeaderboardFilters",
     "build_leaderboard",
     "column_label",
+    "comparable_rows",
+    "direction_arrow",
     "display_table",
     "filter_scores",
     "group_choices",
     "interval_text",
+    "interval_texts",
     "member_table",
     "metric_choices",
+    "metric_higher_is_better",
     "primary_metrics",
     "rank_choices",
     "rank_groups",
@@ -46,7 +60,8 @@ __all__ = [
 AVERAGE = "average"
 MEAN_RANK = "mean rank"
 RANK = "rank"
-TASK_COUNT = "tasks"
+TASK_COUNT = "tasks"  # how many of the shown tasks the row has values for: its coverage
+TIER = "tier"  # 1 for the rows covering the most tasks; rows are ranked within their tier only
 RUN_COLUMNS = ("model", "experiment", "step", "created_at", "run_id")
 MODEL_COLUMNS = ("model", "experiment", "runs", "created_at", "run_id")
 
@@ -111,6 +126,8 @@ def primary_metrics(scores: pd.DataFrame) -> dict[str, str]:
 
 
 def filter_scores(scores: pd.DataFrame, filters: LeaderboardFilters) -> pd.DataFrame:
+    if filters == LeaderboardFilters():
+        return scores  # copying every row (its string columns especially) is the cost of "no filter"
     keep = pd.Series(True, index=scores.index)
     if filters.experiments:
         keep &= scores["experiment"].isin(filters.experiments)
@@ -178,8 +195,9 @@ def _latest_per_model(chosen: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 def _pick_metric(scores: pd.DataFrame, metric: str | None) -> tuple[pd.DataFrame, dict[str, str]]:
     if metric is None:
         primary = primary_metrics(scores)
-        wanted = pd.DataFrame({"task": list(primary), "metric": list(primary.values())})
-        return scores.merge(wanted, on=["task", "metric"], how="inner"), primary
+        # A mask keeps the rows in place: cheaper than an inner merge over every score row.
+        keep = scores["task"].map(primary).to_numpy(dtype=object) == scores["metric"].to_numpy(dtype=object)
+        return scores[keep], primary
     chosen = scores[scores["metric"] == metric]
     return chosen, {str(task): metric for task in chosen["task"].unique()}
 
@@ -233,7 +251,9 @@ def build_leaderboard(
     hidden = tuple(sorted(present - set(tasks)))
     firsts = chosen.drop_duplicates("task")
     pairs = zip(firsts["task"], firsts["higher_is_better"], strict=True)
-    direction = {str(task): bool(higher) for task, higher in pairs}
+    direction = {
+        str(task): metric_higher_is_better(metrics[str(task)], bool(higher)) for task, higher in pairs
+    }
 
     # Columns are gathered in a dict and joined once: inserting ~60 columns one by one into a
     # DataFrame costs more than everything else here.
@@ -255,39 +275,31 @@ def build_leaderboard(
     shown_metrics = {task: metrics[task] for task in (*tasks, *hidden)}
     ranked_metrics = {shown_metrics[task] for task in tasks}
     uniform = len(ranked_metrics) == 1 and len({direction[t] for t in tasks}) == 1
+    tiers = _coverage_tiers(values)
+    columns[TIER] = tiers
+    summary = _tier_summaries(values, parts["stderr"], tiers, direction, z, uniform)
+    columns.update(summary)
     if uniform:
-        # The mean over tasks, only for rows that have every task; tasks use disjoint documents,
-        # so their errors are independent and the variance of the mean is the sum over k².
-        stderr = parts["stderr"]
-        average = values.mean(axis=1, skipna=False)
-        spread = z * np.sqrt((stderr**2).sum(axis=1, skipna=False)) / len(tasks)
-        columns[AVERAGE] = average
-        columns[f"{AVERAGE} ci_low"] = average - spread
-        columns[f"{AVERAGE} ci_high"] = average + spread
         direction[AVERAGE] = direction[tasks[0]]
-    ranks = pd.DataFrame(
-        {task: values[task].rank(ascending=not direction[task], method="min") for task in tasks}
-    )
-    columns[MEAN_RANK] = ranks.mean(axis=1)
     columns[TASK_COUNT] = values.notna().sum(axis=1)
     table = pd.concat([identity, pd.DataFrame(columns, index=identity.index)], axis=1)
 
     choice = rank_by if rank_by in rank_choices(tasks, uniform) else (AVERAGE if uniform else MEAN_RANK)
-    if choice == MEAN_RANK:
-        # Mean ranks carry no interval, so the rank is their plain order (ties share a rank).
-        table[RANK] = table[MEAN_RANK].rank(method="min").astype("Int64")
-        direction[MEAN_RANK] = False
-    else:
+    direction[MEAN_RANK] = False
+    if choice in tasks:
+        # One task: every row with a value for it is comparable on it, whatever else it covers.
         table[RANK] = rank_groups(
             table[choice], table[f"{choice} ci_low"], table[f"{choice} ci_high"], direction[choice]
         )
-    secondary = TASK_COUNT if choice == MEAN_RANK else MEAN_RANK
-    table = table.sort_values(
-        [choice, secondary],
-        ascending=[not direction[choice], choice != MEAN_RANK],
-        na_position="last",
-        kind="stable",
-    ).reset_index(drop=True)
+        keys, ascending = [choice, MEAN_RANK], [not direction[choice], True]
+    else:
+        table[RANK] = _ranks_within_tiers(table, choice, direction[choice])
+        secondary = TASK_COUNT if choice == MEAN_RANK else MEAN_RANK
+        keys = [TIER, choice, secondary]
+        ascending = [True, not direction[choice], choice != MEAN_RANK]
+    table = table.sort_values(keys, ascending=ascending, na_position="last", kind="stable").reset_index(
+        drop=True
+    )
     ordered = [RANK, *identity_columns, *(c for c in table.columns if c not in (RANK, *identity_columns))]
     return Leaderboard(
         table=table[ordered],
@@ -298,6 +310,95 @@ def build_leaderboard(
         identity_columns=identity_columns,
         members=members,
     )
+
+
+def metric_higher_is_better(metric: str, stored: bool) -> bool:
+    """The direction the metric registry gives `metric` (filters aside); `stored` for names it does
+    not know (per-group and fairness rows, metrics from plugins not installed here)."""
+    name = split_metric_name(metric)[0]
+    try:
+        return bool(get_metric(name).higher_is_better) if not name.startswith("evaluate:") else stored
+    except HarnessError:
+        return stored
+
+
+def direction_arrow(higher_is_better: bool) -> str:
+    return "↑" if higher_is_better else "↓"
+
+
+def _coverage_tiers(values: pd.DataFrame) -> pd.Series:
+    """Tier per row: rows with the same set of task values share one; more tasks come first."""
+    covered = values.notna().to_numpy()
+    if covered.shape[0] == 0 or covered.shape[1] == 0:
+        return pd.Series(1, index=values.index, dtype="int64")
+    # The distinct coverage patterns are few; ordering them, not the rows, is what costs Python time.
+    patterns, inverse = np.unique(covered, axis=0, return_inverse=True)
+    keyed = [tuple(bool(flag) for flag in pattern) for pattern in patterns]
+    order = sorted(range(len(keyed)), key=lambda i: (-sum(keyed[i]), [not flag for flag in keyed[i]]))
+    number = np.empty(len(keyed), dtype="int64")
+    number[order] = np.arange(1, len(keyed) + 1)
+    return pd.Series(number[np.asarray(inverse).reshape(-1)], index=values.index, dtype="int64")
+
+
+def _tier_summaries(
+    values: pd.DataFrame,
+    stderr: pd.DataFrame,
+    tiers: pd.Series,
+    direction: Mapping[str, bool],
+    z: float,
+    uniform: bool,
+) -> dict[str, pd.Series]:
+    """Mean rank (and, when every task shows one metric, the average with its interval) per row,
+    each computed within the row's tier over the tasks that tier covers."""
+    mean_rank = pd.Series(np.nan, index=values.index)
+    average = pd.Series(np.nan, index=values.index)
+    spread = pd.Series(np.nan, index=values.index)
+    for _, rows in values.groupby(tiers, sort=False):
+        shared = [task for task in rows.columns if rows[task].notna().all()]
+        if not shared:
+            continue
+        ranks = pd.DataFrame(
+            {task: rows[task].rank(ascending=not direction[task], method="min") for task in shared}
+        )
+        mean_rank[rows.index] = ranks.mean(axis=1)
+        if uniform:
+            # Tasks use disjoint documents, so their errors are independent: var(mean) = Σ se² / k².
+            average[rows.index] = rows[shared].mean(axis=1)
+            errors = stderr.loc[rows.index, shared]
+            spread[rows.index] = z * np.sqrt((errors**2).sum(axis=1, skipna=False)) / len(shared)
+    summary = {MEAN_RANK: mean_rank}
+    if uniform:
+        summary |= {
+            AVERAGE: average,
+            f"{AVERAGE} ci_low": average - spread,
+            f"{AVERAGE} ci_high": average + spread,
+        }
+    return summary
+
+
+def _ranks_within_tiers(table: pd.DataFrame, choice: str, higher_is_better: bool) -> pd.Series:
+    """Rank groups by `choice` (interval overlap), or the order of mean ranks, inside each tier."""
+    ranks = pd.Series(pd.NA, index=table.index, dtype="Int64")
+    for _, rows in table.groupby(TIER, sort=False):
+        if choice == MEAN_RANK:
+            # Mean ranks carry no interval, so the rank is their plain order (ties share a rank).
+            ranks[rows.index] = rows[MEAN_RANK].rank(method="min").astype("Int64")
+        else:
+            ranks[rows.index] = rank_groups(
+                rows[choice], rows[f"{choice} ci_low"], rows[f"{choice} ci_high"], higher_is_better
+            )
+    return ranks
+
+
+def comparable_rows(board: Leaderboard, *, include_partial: bool = False) -> Leaderboard:
+    """The rows that cover every shown task (the default view); all tiers with `include_partial`,
+    or when no row covers every task."""
+    if include_partial or board.table.empty or TASK_COUNT not in board.table.columns:
+        return board
+    full = board.table[TASK_COUNT] == len(board.tasks)
+    if not full.any():
+        return board
+    return replace(board, table=board.table[full].reset_index(drop=True))
 
 
 def _shown(
@@ -314,16 +415,17 @@ def _shown(
     def add(column: str) -> None:
         columns[column] = table[column]
         if show_intervals:
-            pairs = zip(table[f"{column} ci_low"], table[f"{column} ci_high"], strict=True)
-            columns[f"{column} {label}"] = pd.Series(
-                [interval_text(low, high) for low, high in pairs], index=table.index
+            columns[f"{column} {label}"] = interval_texts(
+                table[f"{column} ci_low"], table[f"{column} ci_high"]
             )
 
     if summary:
+        if TIER in table.columns and table[TIER].nunique() > 1:
+            columns[TIER] = table[TIER]
+        columns[TASK_COUNT] = table[TASK_COUNT]
         if board.has_average:
             add(AVERAGE)
         columns[MEAN_RANK] = table[MEAN_RANK]
-        columns[TASK_COUNT] = table[TASK_COUNT]
     for task in middle:
         add(task)
     for column in trailing:
@@ -336,8 +438,8 @@ def display_table(
 ) -> pd.DataFrame:
     """The table as shown: numbers stay numbers (so columns sort), intervals become text columns.
 
-    What the rows are ranked by comes first, after the names; per-task columns follow, and the
-    run's time and id close the row.
+    After the names: the tier (when the table has several), the coverage, what the rows are ranked
+    by; per-task columns follow, and the run's time and id close the row.
     """
     return _shown(board, board.tasks, summary=True, show_intervals=show_intervals, confidence=confidence)
 
@@ -370,10 +472,23 @@ def group_choices(board: Leaderboard) -> dict[str, str]:
     return choices
 
 
-def column_label(task: str, metric: str) -> str:
-    """A task's column header: the task, and the filter of a filtered metric: `gsm8k (strict-match)`."""
-    filter_name = split_metric_name(metric)[1]
-    return task if filter_name == DEFAULT_FILTER else f"{task} ({filter_name})"
+def column_label(task: str, metric: str, higher_is_better: bool | None = None) -> str:
+    """A task's column header: the task, the filter of a filtered metric (`gsm8k (strict-match)`), and
+    with a direction the metric and its arrow: `gsm8k (strict-match) · exact_match ↑`."""
+    name, filter_name = split_metric_name(metric)
+    label = task if filter_name == DEFAULT_FILTER else f"{task} ({filter_name})"
+    return label if higher_is_better is None else f"{label} · {name} {direction_arrow(higher_is_better)}"
+
+
+def interval_texts(low: pd.Series, high: pd.Series, digits: int = 3) -> pd.Series:
+    """`interval_text` of each row of two columns, with one pass over plain floats."""
+    lows = pd.to_numeric(low, errors="coerce").astype(float).tolist()
+    highs = pd.to_numeric(high, errors="coerce").astype(float).tolist()
+    texts = [
+        "" if math.isnan(a) or math.isnan(b) else f"[{a:.{digits}f}, {b:.{digits}f}]"
+        for a, b in zip(lows, highs, strict=True)
+    ]
+    return pd.Series(texts, index=low.index)
 
 
 def interval_text(low: float | None, high: float | None, digits: int = 3) -> str:

@@ -92,7 +92,7 @@ class SubsetScore:
     ci_low: float | None
     ci_high: float | None
     n: int
-    method: str  # how the interval was made: "normal" or "bootstrap"
+    method: str  # how the interval was made: "wilson/normal", "normal" or "bootstrap"
 
 
 def subset_score(
@@ -106,7 +106,8 @@ def subset_score(
 ) -> SubsetScore:
     """Metric `name` over the given documents, with an interval made the way the runner makes it.
 
-    Mean metrics (accuracy, exact match) get the closed-form normal interval; ratio metrics
+    Mean metrics get the runner's closed-form interval (Wilson's for proportions such as accuracy and
+    exact match, normal otherwise); ratio metrics
     (perplexities) a seeded bootstrap (BCa), as the runner. Unregistered metrics: the mean of the bare
     per-document values with a normal interval.
     """
@@ -124,7 +125,7 @@ def subset_score(
             ci_low=result.ci_low,
             ci_high=result.ci_high,
             n=n,
-            method="normal" if metric.is_mean else "bootstrap",
+            method="wilson/normal" if metric.is_mean else "bootstrap",
         )
     values = matrix[:, 0]
     mean = float(values.mean())

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.leaderboard.sample_metrics import per_sample_values
+from harness.leaderboard.sample_output import sample_output
 
 __all__ = [
     "CORRECTNESS",
@@ -41,9 +42,12 @@ def output_text(prediction: object, choice_logprobs: object) -> str:
 
 def sample_table(samples: pd.DataFrame, metric: str | None, signature: str | None = None) -> pd.DataFrame:
     """doc_id, task, group, prompt, target, output and `value` (the metric for this document)."""
-    outputs = [
-        output_text(prediction, logprobs)
-        for prediction, logprobs in zip(samples["prediction"], samples["choice_logprobs"], strict=True)
+    metadata = samples["metadata"] if "metadata" in samples.columns else [None] * len(samples)
+    outputs = [  # a multiple-choice answer by its option's text, when the sample stores the options
+        sample_output(prediction, logprobs, meta)
+        for prediction, logprobs, meta in zip(
+            samples["prediction"], samples["choice_logprobs"], metadata, strict=True
+        )
     ]
     values = (
         per_sample_values(samples["statistics"], metric, signature)

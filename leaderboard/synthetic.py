@@ -11,6 +11,10 @@ With `group_tasks`, some runs also evaluate a task group as lm-eval's `group:` f
 multiple-choice tasks under `synth_group` (its first half also under the sub-group `synth_subgroup`
 when there are four or more), one aggregate score row per group and metric from
 `harness.tasks.groups.group_scores`, and `details.groups` in the run's provenance.
+
+With `partial_runs`, that many more runs each score a single task, as `harness score` or `--tasks one`
+leaves them: the leaderboard must rank them in a coverage tier of their own, never above full runs.
+Multiple-choice documents store their option texts (`metadata.choices`), option 0 the gold one.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def _task_documents(rng: np.random.Generator, task: str, samples: int, groups: S
         "difficulty": rng.normal(0.0, 1.0, samples)
         + np.array([0.25 * (doc % max(1, len(groups))) for doc in range(samples)]),
         "words": rng.integers(40, 160, samples).astype(np.float64),
+        # Four options, the gold one first (as `_run_statistics` orders the log-probabilities).
+        "choices": [[f"answer {(doc + shift) % 13}" for shift in (0, 3, 6, 9)] for doc in range(samples)],
     }
 
 
@@ -117,11 +123,13 @@ def generate_store(
     bootstrap_resamples: int = 200,
     group_tasks: int = 0,
     group_every: int = 2,
+    partial_runs: int = 0,
 ) -> list[str]:
     """Write `runs` runs of `tasks` tasks with `samples` documents each; returns their run ids.
 
     With `group_tasks`, every `group_every`-th run (the first one included) also evaluates the group
     `synth_group` of that many more tasks; the others do not. Without it, the store is the same as ever.
+    Then `partial_runs` runs of one task each (the tasks in turn), ids `synth-partial-NNNN-...`.
     """
     store = ResultStore(root)
     rng = np.random.default_rng(seed)
@@ -134,17 +142,23 @@ def generate_store(
     group_documents = {task: _task_documents(group_rng, task, samples, groups) for task in grouped_names}
     environment = record_provenance(settings=RunSettings(seed=seed), model={"adapter": "synthetic"})
     run_ids = []
-    for index in range(runs):
+    for index in range(runs + partial_runs):
+        partial = index >= runs
         experiment = index % experiments
         step = (index // experiments + 1) * 500
         skill = 0.3 * experiment - 0.5 + 0.35 * math.log1p(step / 500) + rng.normal(0, 0.05)
+        if partial:
+            skill += 1.5  # strong on its one task: ranked among full runs, it would come first
         run_id = f"synth-{index:04d}-e{experiment}-s{step}"
         results: list[TaskResults] = []
-        grouped = task_group is not None and index % max(1, group_every) == 0
+        grouped = not partial and task_group is not None and index % max(1, group_every) == 0
         evaluated = [
             (task, _KINDS[task_index % len(_KINDS)], documents[task], rng)
             for task_index, task in enumerate(names)
         ]
+        if partial:
+            run_id = f"synth-partial-{index - runs:04d}-e{experiment}-s{step}"
+            evaluated = [evaluated[(index - runs) % len(evaluated)]]
         if grouped:
             evaluated += [(task, _KINDS[0], group_documents[task], group_rng) for task in grouped_names]
         for task, (kind, metric_names), docs, task_rng in evaluated:
@@ -164,6 +178,7 @@ def generate_store(
                     choice_logprobs=logprobs[doc],
                     statistics=statistics[doc],
                     group=docs["group"][doc],
+                    metadata={"choices": docs["choices"][doc]} if kind == "multiple_choice" else {},
                 )
                 for doc in range(samples)
             ]

@@ -1,9 +1,12 @@
 """Corpus scores with standard errors and confidence intervals.
 
 Mean metrics use lm-eval's closed form (sample std with ddof=1 over sqrt(n)), so their stderr
-equals lm-eval's. Every other metric gets a seeded bootstrap, written once for all metrics: a
-resample is a vector of counts (how often each document was drawn), and since metrics only need
-summed statistics, the totals of all resamples are one matrix product, counts (B, n) @ stats (n, k).
+equals lm-eval's. Their interval is Wilson's score interval when every per-document value lies in
+[0, 1] (accuracy, exact match, token F1: a proportion's interval stays inside [0, 1], also at 0/n,
+n/n and n = 1), and the matching normal interval otherwise. Every other metric gets a seeded
+bootstrap, written once for all metrics: a resample is a vector of counts (how often each document
+was drawn), and since metrics only need summed statistics, the totals of all resamples are one
+matrix product, counts (B, n) @ stats (n, k).
 
 Resampling depends only on (seed, n, resamples), never on the statistics, so replicates computed
 with the same seed for two systems on the same documents are paired draws; paired comparisons
@@ -84,17 +87,61 @@ def _many_replicates(
     return replicates
 
 
+def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion `successes / n`: always inside [0, 1], and still
+    informative at 0/n, n/n and n = 1, where the normal (Wald) interval collapses or leaves [0, 1].
+
+    `successes` and `n` may be fractional (an effective sample size, see `_proportion_interval`).
+    """
+    z = _NORMAL.inv_cdf(0.5 + confidence / 2)
+    p = min(max(successes / n, 0.0), 1.0)
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half_width = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
+    # Clamped only against rounding: mathematically the interval lies in [0, 1] and contains p.
+    return max(0.0, min(p, centre - half_width)), min(1.0, max(p, centre + half_width))
+
+
+def _proportion_interval(values: np.ndarray, stderr: float | None, confidence: float) -> tuple[float, float]:
+    """The interval of a mean of per-document values in [0, 1].
+
+    0/1 values (accuracy, exact match): Wilson's interval with the document count. Values in between
+    (token F1, a rubric share): Wilson's interval at the effective sample size p(1-p) / stderr**2 (Korn
+    and Graubard's design-effect adjustment), so its width follows the observed spread as the normal
+    interval's does, while its ends stay inside [0, 1]. For 0/1 values the two agree up to n / (n - 1).
+    """
+    n = values.size
+    mean = float(values.mean())
+    binary = bool(np.all((values == 0.0) | (values == 1.0)))
+    if binary or stderr is None or not 0.0 < mean < 1.0:
+        return wilson_interval(float(values.sum()), n, confidence)
+    if stderr == 0.0:  # every document has the same value strictly inside (0, 1): no spread
+        return mean, mean
+    effective_n = mean * (1.0 - mean) / (stderr * stderr)
+    return wilson_interval(mean * effective_n, effective_n, confidence)
+
+
 def _point_and_closed_form(
     metric: Metric, stats: np.ndarray, confidence: float
 ) -> tuple[float, float | None, float | None, float | None]:
     value = float(metric.aggregate(stats.sum(axis=0)))
     n = stats.shape[0]
-    if n > 1 and metric.is_mean:
-        # lm-eval's mean_stderr; the interval is the matching normal (Wald) interval.
-        stderr = float(np.std(stats[:, 0], ddof=1) / math.sqrt(n))
-        half_width = NormalDist().inv_cdf(0.5 + confidence / 2) * stderr
-        return value, stderr, value - half_width, value + half_width
-    return value, None, None, None
+    if not metric.is_mean:
+        return value, None, None, None
+    # lm-eval's mean_stderr (sample std with ddof=1): the reported stderr stays lm-eval's.
+    stderr = float(np.std(stats[:, 0], ddof=1) / math.sqrt(n)) if n > 1 else None
+    values = stats[:, 0] / stats[:, 1] if stats.shape[1] > 1 else stats[:, 0]
+    if np.all(np.isfinite(values)) and np.all((values >= 0.0) & (values <= 1.0)):
+        # A proportion: its interval must stay inside [0, 1], also at 0/n, n/n and n = 1.
+        if n == 1 and not (values[0] == 0.0 or values[0] == 1.0):
+            return value, None, None, None  # one graded document: no spread to estimate
+        low, high = _proportion_interval(values, stderr, confidence)
+        return value, stderr, low, high
+    if stderr is None:
+        return value, None, None, None
+    # Values outside [0, 1] (a mean of arbitrary numbers): the normal (Wald) interval.
+    half_width = _NORMAL.inv_cdf(0.5 + confidence / 2) * stderr
+    return value, stderr, value - half_width, value + half_width
 
 
 def _interval_levels(
@@ -178,7 +225,7 @@ def score(
 
     `bootstrap_resamples=0` turns the bootstrap off (stderr/CI None for non-mean metrics), like
     lm-eval's bootstrap_iters=0; mean metrics keep their closed-form stderr. With n == 1 there is no
-    spread to estimate, so stderr and CI are None.
+    spread to estimate, so stderr is None, and so is the CI, except for a 0/1 proportion (Wilson's).
     """
     return score_many(
         [metric], [statistics], bootstrap_resamples=bootstrap_resamples, seed=seed, confidence=confidence
@@ -227,4 +274,4 @@ def score_many(
     ]
 
 
-__all__ = ["bootstrap_replicates", "score", "score_many"]
+__all__ = ["bootstrap_replicates", "score", "score_many", "wilson_interval"]

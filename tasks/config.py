@@ -6,13 +6,22 @@ typo such as `num_fewshots` cannot quietly change what is measured.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from harness.errors import HarnessError
+from harness.tasks.config_values import (
+    GENERATION_KEYS as GENERATION_KEYS,  # re-exported: registry checks --gen-kwargs against it
+)
+from harness.tasks.config_values import (
+    MAX_REPEATS,
+    closest,
+    count,
+    generation_kwargs,
+    where,
+)
 from harness.tasks.filters import build_filter_pipelines
 from harness.tasks.yaml_loader import load_task_file, resolve_functions
 
@@ -79,9 +88,6 @@ UNSUPPORTED_KEYS = {
 HARNESS_KEYS = frozenset({"group_field", "apply_chat_template"})
 KNOWN_KEYS = LM_EVAL_KEYS | HARNESS_KEYS | INERT_KEYS
 METRIC_ENTRY_KEYS = frozenset({"metric", "aggregation", "higher_is_better", "hf_evaluate"})
-GENERATION_KEYS = frozenset(
-    {"until", "max_gen_toks", "max_new_tokens", "do_sample", "temperature", "top_p", "seed"}
-)
 FEWSHOT_CONFIG_KEYS = frozenset(
     {
         "sampler",
@@ -152,7 +158,8 @@ class TaskConfig:
     generation_kwargs: Mapping[str, Any] = field(default_factory=dict)
     metric_list: tuple[MetricSpec, ...] = ()
     version: str = "0"
-    group_field: str | None = None
+    # One document field, or several: fairness rows for each field alone and for their intersections.
+    group_field: str | tuple[str, ...] | None = None
     apply_chat_template: bool = False
     source: Path | None = None
     dataset_name: str | None = None
@@ -188,21 +195,13 @@ class TaskConfig:
         return self.data_files is None
 
 
-def _closest(key: str, known: frozenset[str]) -> str:
-    # A high cutoff: suggest only near-typos, never a different key that merely looks alike.
-    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _where(source: Path | None) -> str:
-    return f"{source}: " if source else ""
-
-
 def _resolve_data_file(name: str, source: Path | None) -> Path:
     """Relative data paths resolve against the YAML's folder first, then the working directory."""
     path = Path(name).expanduser()
     if not path.is_absolute() and source is not None and (source.parent / path).exists():
         return (source.parent / path).resolve()
+    if not path.is_absolute() and source is not None and not path.exists():
+        return (source.parent / path).resolve()  # missing from both: name it where the YAML would have it
     return path.resolve()
 
 
@@ -223,7 +222,7 @@ def _data_files(
     if files is None:
         if dataset_path in LOCAL_FORMATS:
             raise HarnessError(
-                f"{_where(source)}dataset_path '{dataset_path}' needs dataset_kwargs.data_files"
+                f"{where(source)}dataset_path '{dataset_path}' needs dataset_kwargs.data_files"
             )
         local = _resolve_data_file(dataset_path, source)
         # A folder of `<split>.<ext>` files, or one file; anything else is a Hub dataset (or a folder
@@ -239,14 +238,14 @@ def _data_files(
     if isinstance(files, str | list):
         files = {"train": files}
     if not isinstance(files, Mapping):
-        raise HarnessError(f"{_where(source)}dataset_kwargs.data_files must be a path, list or mapping")
+        raise HarnessError(f"{where(source)}dataset_kwargs.data_files must be a path, list or mapping")
     resolved: dict[str, tuple[Path, ...]] = {}
     for split, names in files.items():
         if not isinstance(names, str | list) or not all(
             isinstance(n, str) for n in ([names] if isinstance(names, str) else names)
         ):
             raise HarnessError(
-                f"{_where(source)}dataset_kwargs.data_files.{split} must be a path or list of paths"
+                f"{where(source)}dataset_kwargs.data_files.{split} must be a path or list of paths"
             )
         names_list = [names] if isinstance(names, str) else list(names)
         resolved[str(split)] = tuple(_resolve_data_file(str(name), source) for name in names_list)
@@ -257,59 +256,47 @@ def _metric_specs(raw: Any, source: Path | None) -> tuple[MetricSpec, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise HarnessError(f"{_where(source)}metric_list must be a list")
+        raise HarnessError(f"{where(source)}metric_list must be a list")
     specs = []
     for entry in raw:
         if isinstance(entry, str):
             specs.append(MetricSpec(entry))
             continue
         if not isinstance(entry, Mapping) or "metric" not in entry:
-            raise HarnessError(f"{_where(source)}each metric_list entry needs a 'metric' key")
+            raise HarnessError(f"{where(source)}each metric_list entry needs a 'metric' key")
         name = entry["metric"]
         if callable(name):
-            raise HarnessError(f"{_where(source)}metric_list: a !function metric is not supported")
+            raise HarnessError(f"{where(source)}metric_list: a !function metric is not supported")
         aggregation = entry.get("aggregation")
         if aggregation is not None and not isinstance(aggregation, str) and not callable(aggregation):
-            raise HarnessError(
-                f"{_where(source)}metric_list: {name}: aggregation must be a name or !function"
-            )
+            raise HarnessError(f"{where(source)}metric_list: {name}: aggregation must be a name or !function")
         higher = entry.get("higher_is_better")
         if higher is not None and not isinstance(higher, bool):
-            raise HarnessError(f"{_where(source)}metric_list: {name}: higher_is_better must be true or false")
+            raise HarnessError(f"{where(source)}metric_list: {name}: higher_is_better must be true or false")
         settings = {k: v for k, v in entry.items() if k not in METRIC_ENTRY_KEYS}
         specs.append(MetricSpec(str(name), settings, aggregation, higher))
     return tuple(specs)
 
 
-def _generation_kwargs(raw: Any, fewshot_delimiter: str, source: Path | None) -> dict[str, Any]:
-    if raw is not None and not isinstance(raw, Mapping):
-        raise HarnessError(f"{_where(source)}generation_kwargs must be a mapping")
-    kwargs = dict(raw or {})
-    for key in kwargs:
-        if key not in GENERATION_KEYS:
-            raise HarnessError(
-                f"{_where(source)}unknown generation_kwargs key '{key}'{_closest(key, GENERATION_KEYS)}"
-            )
-    # As lm-eval does: without `until`, generation stops at the few-shot delimiter.
-    kwargs.setdefault("until", [fewshot_delimiter])
-    if isinstance(kwargs["until"], str):
-        kwargs["until"] = [kwargs["until"]]
-    if not isinstance(kwargs["until"], list) or not all(isinstance(stop, str) for stop in kwargs["until"]):
-        raise HarnessError(f"{_where(source)}generation_kwargs.until must be a string or a list of strings")
-    for key in ("max_gen_toks", "max_new_tokens"):
-        if key in kwargs and (type(kwargs[key]) is not int or kwargs[key] <= 0):
-            raise HarnessError(f"{_where(source)}generation_kwargs.{key} must be a positive integer")
-    for key in ("temperature", "top_p"):
-        if key in kwargs and (isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int | float)):
-            raise HarnessError(f"{_where(source)}generation_kwargs.{key} must be a number")
-    return kwargs
-
-
 def _optional_str(raw: Mapping[str, Any], key: str, source: Path | None) -> str | None:
     value = raw.get(key)
     if value is not None and not isinstance(value, str):
-        raise HarnessError(f"{_where(source)}{key} must be a string, not {type(value).__name__}")
+        raise HarnessError(f"{where(source)}{key} must be a string, not {type(value).__name__}")
     return value
+
+
+def _group_field(raw: Mapping[str, Any], source: Path | None) -> str | tuple[str, ...] | None:
+    """`group_field`: a field name, or a non-empty list of distinct names (intersections)."""
+    value = raw.get("group_field")
+    if value is None or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, list) and value and all(isinstance(name, str) and name for name in value):
+        if len(set(value)) != len(value):
+            raise HarnessError(f"{where(source)}group_field lists a field twice: {value}")
+        return value[0] if len(value) == 1 else tuple(value)
+    raise HarnessError(
+        f"{where(source)}group_field must be a field name or a list of field names, not {value!r}"
+    )
 
 
 def _text_setting(raw: Mapping[str, Any], key: str, default: str, source: Path | None) -> str:
@@ -317,24 +304,14 @@ def _text_setting(raw: Mapping[str, Any], key: str, default: str, source: Path |
     if value is None:
         return default
     if not isinstance(value, str):
-        raise HarnessError(f"{_where(source)}{key} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _count(raw: Mapping[str, Any], key: str, default: int, minimum: int, source: Path | None) -> int:
-    value = raw.get(key)
-    if value is None:
-        return default
-    # bool is an int in Python; `num_fewshot: true` is a mistake, not 1.
-    if type(value) is not int or value < minimum:
-        raise HarnessError(f"{_where(source)}{key} must be an integer >= {minimum}, got {value!r}")
+        raise HarnessError(f"{where(source)}{key} must be a string, not {type(value).__name__}")
     return value
 
 
 def _hook(raw: Mapping[str, Any], key: str, source: Path | None) -> Any:
     value = resolve_functions(raw.get(key), source, key)
     if value is not None and not callable(value):
-        raise HarnessError(f"{_where(source)}{key} must be a !function reference")
+        raise HarnessError(f"{where(source)}{key} must be a !function reference")
     return value
 
 
@@ -343,16 +320,16 @@ def _fewshot_settings(
 ) -> FewshotSettings:
     config = raw.get("fewshot_config") or {}
     if not isinstance(config, Mapping):
-        raise HarnessError(f"{_where(source)}fewshot_config must be a mapping")
+        raise HarnessError(f"{where(source)}fewshot_config must be a mapping")
     for key in config:
         if key not in FEWSHOT_CONFIG_KEYS:
             raise HarnessError(
-                f"{_where(source)}unknown fewshot_config key '{key}'{_closest(str(key), FEWSHOT_CONFIG_KEYS)}"
+                f"{where(source)}unknown fewshot_config key '{key}'{closest(str(key), FEWSHOT_CONFIG_KEYS)}"
             )
     sampler = config.get("sampler", "default")
     if sampler not in SAMPLERS:
         raise HarnessError(
-            f"{_where(source)}fewshot_config.sampler '{sampler}' is not one of {', '.join(SAMPLERS)}"
+            f"{where(source)}fewshot_config.sampler '{sampler}' is not one of {', '.join(SAMPLERS)}"
         )
     config = resolve_functions(dict(config), source, "fewshot_config")
     samples = config.get("samples")
@@ -361,10 +338,10 @@ def _fewshot_settings(
     if samples is not None and (
         not isinstance(samples, list) or not all(isinstance(d, Mapping) for d in samples)
     ):
-        raise HarnessError(f"{_where(source)}fewshot_config.samples must be a list of documents")
+        raise HarnessError(f"{where(source)}fewshot_config.samples must be a list of documents")
     indices = config.get("fewshot_indices")
     if indices is not None and (not isinstance(indices, list) or not all(type(i) is int for i in indices)):
-        raise HarnessError(f"{_where(source)}fewshot_config.fewshot_indices must be a list of integers")
+        raise HarnessError(f"{where(source)}fewshot_config.fewshot_indices must be a list of integers")
 
     def inherited(key: str, task_key: str | None = None) -> Any:
         # fewshot_config's own keys win; otherwise the task's (lm-eval's FewshotConfig.from_dict).
@@ -391,23 +368,23 @@ def _tags(raw: Mapping[str, Any], source: Path | None) -> tuple[str, ...]:
         return ()
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise HarnessError(f"{_where(source)}tag must be a name or a list of names")
+        raise HarnessError(f"{where(source)}tag must be a name or a list of names")
     return tuple(names)
 
 
 def _check_keys(raw: Mapping[str, Any], source: Path | None) -> None:
     for key in raw:
         if key in UNSUPPORTED_KEYS:
-            raise HarnessError(f"{_where(source)}{key}: {UNSUPPORTED_KEYS[key]}")
+            raise HarnessError(f"{where(source)}{key}: {UNSUPPORTED_KEYS[key]}")
         if key not in KNOWN_KEYS:
-            raise HarnessError(f"{_where(source)}unknown task key '{key}'{_closest(str(key), KNOWN_KEYS)}")
+            raise HarnessError(f"{where(source)}unknown task key '{key}'{closest(str(key), KNOWN_KEYS)}")
     for required in ("task", "dataset_path"):
         if required not in raw:
-            raise HarnessError(f"{_where(source)}task definition needs '{required}'")
+            raise HarnessError(f"{where(source)}task definition needs '{required}'")
     if not isinstance(raw["task"], str) or not raw["task"].strip():
-        raise HarnessError(f"{_where(source)}task must be a non-empty name")
+        raise HarnessError(f"{where(source)}task must be a non-empty name")
     if not isinstance(raw["dataset_path"], str) or not raw["dataset_path"]:
-        raise HarnessError(f"{_where(source)}dataset_path must be a non-empty string")
+        raise HarnessError(f"{where(source)}dataset_path must be a non-empty string")
     for split_key in ("test_split", "validation_split", "training_split", "fewshot_split", "dataset_name"):
         _optional_str(raw, split_key, source)
 
@@ -418,15 +395,15 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
     output_type = raw.get("output_type", "generate_until")
     if output_type not in OUTPUT_TYPES:
         raise HarnessError(
-            f"{_where(source)}output_type '{output_type}' is not one of {', '.join(OUTPUT_TYPES)}"
+            f"{where(source)}output_type '{output_type}' is not one of {', '.join(OUTPUT_TYPES)}"
         )
     fewshot_delimiter = _text_setting(raw, "fewshot_delimiter", "\n\n", source)
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, Mapping):
-        raise HarnessError(f"{_where(source)}metadata must be a mapping")
+        raise HarnessError(f"{where(source)}metadata must be a mapping")
     dataset_kwargs = raw.get("dataset_kwargs") or {}
     if not isinstance(dataset_kwargs, Mapping):
-        raise HarnessError(f"{_where(source)}dataset_kwargs must be a mapping")
+        raise HarnessError(f"{where(source)}dataset_kwargs must be a mapping")
     dataset_path = str(raw["dataset_path"])
     dataset_name = raw.get("dataset_name")
     data_files = _data_files(dataset_kwargs, dataset_path, dataset_name, source)
@@ -434,16 +411,16 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
         unknown = set(dataset_kwargs) - {"data_files", "data_dir", "trust_remote_code"}
         if unknown:
             raise HarnessError(
-                f"{_where(source)}unsupported dataset_kwargs key '{sorted(unknown)[0]}' for local data"
+                f"{where(source)}unsupported dataset_kwargs key '{sorted(unknown)[0]}' for local data"
             )
         if dataset_name is not None and dataset_path not in LOCAL_FORMATS:
-            raise HarnessError(f"{_where(source)}dataset_name is not supported for local data files")
+            raise HarnessError(f"{where(source)}dataset_name is not supported for local data files")
     resolved = {key: resolve_functions(raw.get(key), source, key) for key in raw if key in _HOOK_KEYS}
     # Imported once: the few-shot split inherits it too, unless fewshot_config names its own.
     process_docs = _hook(raw, "process_docs", source)
     description = raw.get("description") or ""
     if not isinstance(description, str):
-        raise HarnessError(f"{_where(source)}description must be a string")
+        raise HarnessError(f"{where(source)}description must be a string")
     return TaskConfig(
         task=raw["task"],
         output_type=cast(OutputType, output_type),
@@ -453,7 +430,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
         validation_split=raw.get("validation_split"),
         training_split=raw.get("training_split"),
         fewshot_split=raw.get("fewshot_split"),
-        num_fewshot=_count(raw, "num_fewshot", 0, 0, source),
+        num_fewshot=count(raw, "num_fewshot", 0, 0, source),
         doc_to_text=resolved.get("doc_to_text", ""),
         doc_to_target=resolved.get("doc_to_target", ""),
         doc_to_choice=resolved.get("doc_to_choice"),
@@ -461,13 +438,13 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
         target_delimiter=_text_setting(raw, "target_delimiter", " ", source),
         fewshot_delimiter=fewshot_delimiter,
         generation_kwargs=(
-            _generation_kwargs(raw.get("generation_kwargs"), fewshot_delimiter, source)
+            generation_kwargs(raw.get("generation_kwargs"), fewshot_delimiter, source)
             if output_type == "generate_until"
             else {}
         ),
         metric_list=_metric_specs(resolve_functions(raw.get("metric_list"), source, "metric_list"), source),
         version=str(metadata.get("version", "0")),
-        group_field=_optional_str(raw, "group_field", source),
+        group_field=_group_field(raw, source),
         apply_chat_template=bool(raw.get("apply_chat_template", False)),
         source=source,
         dataset_name=dataset_name,
@@ -475,7 +452,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: Path | None = None) -> T
         process_docs=process_docs,
         process_results=_hook(raw, "process_results", source),
         filter_list=_filter_entries(raw, source),
-        repeats=_count(raw, "repeats", 1, 1, source),
+        repeats=count(raw, "repeats", 1, 1, source, maximum=MAX_REPEATS),
         fewshot=_fewshot_settings(raw, {**raw, **resolved, "process_docs": process_docs}, source),
         gen_prefix=_optional_str(raw, "gen_prefix", source),
         task_alias=_optional_str(raw, "task_alias", source),
@@ -494,7 +471,7 @@ def _filter_entries(raw: Mapping[str, Any], source: Path | None) -> tuple[Mappin
         return None
     entries = resolve_functions(entries, source, "filter_list")
     if not isinstance(entries, list):
-        raise HarnessError(f"{_where(source)}filter_list must be a list")
+        raise HarnessError(f"{where(source)}filter_list must be a list")
     # Built here so a bad filter fails when the task is loaded, before any model call.
     build_filter_pipelines(entries, source)
     return tuple(entries)

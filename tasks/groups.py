@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 from harness.metric_names import filtered_metric_name
 from harness.metrics import Score
 from harness.metrics.base import make_signature
+from harness.metrics.uncertainty import wilson_interval
 from harness.tasks.task import Task
 
 __all__ = ["GROUP_KEYS", "AggregateSpec", "TaskGroup", "aggregate_specs", "group_scores"]
@@ -136,13 +137,40 @@ def _aggregate(group: TaskGroup, spec: AggregateSpec, key: str, scores: Sequence
         key.partition(",")[0],
         {"group": group.name, "weight_by_size": spec.weight_by_size, "tasks": len(scores)},
     )
+    ci_low, ci_high = _group_interval(value, stderr, scores)
     return Score(
         metric=key,
         value=value,
         stderr=stderr,
-        ci_low=value - _Z95 * stderr if stderr is not None else None,
-        ci_high=value + _Z95 * stderr if stderr is not None else None,
+        ci_low=ci_low,
+        ci_high=ci_high,
         n=sum(sizes),
         higher_is_better=scores[0].higher_is_better,
         signature=signature,
     )
+
+
+def _group_interval(
+    value: float, stderr: float | None, scores: Sequence[Score]
+) -> tuple[float | None, float | None]:
+    """The group row's 95% interval. The stderr stays lm-eval's pooled one (parity); when every member
+    is a proportion (value and interval inside [0, 1]), the interval is Wilson's at the effective sample
+    size p(1-p)/stderr**2, as for a task's own proportions, so it never leaves [0, 1]."""
+    if stderr is None:
+        return None, None
+    proportions = all(
+        0.0 <= score.value <= 1.0
+        and score.ci_low is not None
+        and score.ci_high is not None
+        and 0.0 <= score.ci_low <= score.ci_high <= 1.0
+        for score in scores
+    )
+    if not proportions or not 0.0 <= value <= 1.0:
+        return value - _Z95 * stderr, value + _Z95 * stderr
+    if value in (0.0, 1.0):  # every document at one end: Wilson with the pooled document count
+        total = sum(score.n for score in scores)
+        return wilson_interval(value * total, total)
+    if stderr == 0.0:
+        return value, value
+    effective_n = value * (1.0 - value) / stderr**2
+    return wilson_interval(value * effective_n, effective_n)

@@ -15,6 +15,7 @@ from typing import Any
 from harness.errors import HarnessError, UnknownNameError
 from harness.registry import Registry
 from harness.tasks.config import GENERATION_KEYS, TaskConfig, config_from_mapping, load_task_yaml
+from harness.tasks.config_values import generation_kwargs
 from harness.tasks.groups import GROUP_KEYS, TaskGroup, aggregate_specs
 from harness.tasks.index import (
     IndexEntry,
@@ -23,15 +24,13 @@ from harness.tasks.index import (
     index_task_folders,
     scan_task_folders,
 )
+from harness.tasks.suites import BUILTIN_DIR, SUITE_NAMES, suite_tasks
+from harness.tasks.suites import DEFAULT_SUITE as DEFAULT_SUITE  # re-exported: `harness run`'s default
 from harness.tasks.task import Task
 from harness.tasks.yaml_loader import load_task_file
 
 TaskFactory = Callable[[], Task]
 TASKS: Registry[TaskFactory] = Registry("task", "harness.tasks")
-
-BUILTIN_DIR = Path(__file__).parent / "builtin"
-# The suite `harness run` evaluates when no --tasks are given.
-DEFAULT_SUITE = ("harness_prose_ppl", "harness_reading_mc", "harness_tone", "harness_facts_qa")
 
 
 def register_task(config: TaskConfig) -> TaskConfig:
@@ -75,6 +74,10 @@ class TaskOverrides:
             merged = {**config.generation_kwargs, **self.generation_kwargs}
             if isinstance(merged.get("until"), str):
                 merged["until"] = [merged["until"]]
+            try:  # the same type checks as the YAML's own generation_kwargs
+                generation_kwargs(merged, config.fewshot_delimiter, None)
+            except HarnessError as error:
+                raise HarnessError(f"--gen-kwargs: {error}") from None
             config = replace(config, generation_kwargs=merged)
         if self.system_instruction:
             config = replace(config, system_instruction=self.system_instruction)
@@ -225,6 +228,7 @@ class TaskListing:
     kind: str  # task, group, tag, python_task
     output_type: str | None  # known without reading the whole task only for registered tasks
     source: str | None
+    version: str | None = None  # metadata.version, likewise; a file that fails to load is no row at all
 
 
 def list_tasks(include_paths: Iterable[Path] = ()) -> list[TaskListing]:
@@ -233,11 +237,18 @@ def list_tasks(include_paths: Iterable[Path] = ()) -> list[TaskListing]:
         if entry is None:
             task = TASKS.get(name)()
             source = task.config.source
-            rows.append(TaskListing(name, "task", task.output_type, str(source) if source else None))
+            where = str(source) if source else None
+            rows.append(TaskListing(name, "task", task.output_type, where, task.version))
         else:
             path = str(entry.path) if entry.path is not None else None
             rows.append(TaskListing(name, entry.kind, None, path))
     return rows
+
+
+def task_file_problems(include_paths: Iterable[Path] = ()) -> list[IndexProblem]:
+    """YAML files under the include paths that define nothing `--tasks` can name, and why (never a row
+    of `list_tasks`, so an error message cannot land in a column of the listing)."""
+    return list(_scan(include_paths).problems)
 
 
 def _flatten(items: Sequence[Task | TaskGroup]) -> tuple[list[Task], list[TaskGroup]]:
@@ -277,9 +288,11 @@ def resolve_selection(
             items.extend(resolver.entry(spec, {}, ()))
         elif spec in TASKS:
             items.append(TASKS.get(spec)())
+        elif (suite := suite_tasks(spec)) is not None:
+            items.extend(TASKS.get(name)() for name in suite)
         else:
             _explain_unindexed(spec, scan.problems)
-            raise UnknownNameError("task", spec, set(TASKS.names()) | set(index))
+            raise UnknownNameError("task", spec, set(TASKS.names()) | set(index) | set(SUITE_NAMES))
     tasks, groups = _flatten(items)
     unique: dict[str, Task] = {}
     for task in tasks:

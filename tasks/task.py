@@ -6,14 +6,15 @@ lm-evaluation-harness 0.4.13 exactly, so the same YAML gives the same prompts an
 
 from __future__ import annotations
 
-import logging
+import math
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, HarnessWarning
 from harness.metrics import Metric, SampleOutcome
 from harness.requests import (
     ChatMessage,
@@ -35,7 +36,6 @@ from harness.tasks.scoring import TaskInstance, score_instances, task_metrics
 FEWSHOT_SEED = 1234
 # lm-eval's gold index for an answer that is not among the choices: never the model's pick, so scored 0.
 UNMATCHED_GOLD = -100
-_LOG = logging.getLogger(__name__)
 
 __all__ = ["FEWSHOT_SEED", "Task", "TaskInstance"]
 
@@ -142,10 +142,8 @@ class Task:
             return None  # the task scores documents itself
         if isinstance(target, int | str) and not isinstance(target, bool):
             # lm-eval scores a document whose gold answer is not among its choices as wrong (-100),
-            # with a warning, rather than stopping the run; so do we.
-            _LOG.warning(
-                "task '%s': target %r is not one of the choices %s", self.name, target, list(choices)
-            )
+            # with a warning, rather than stopping the run; so do we (one warning for all of them:
+            # see _warn_unmatched_targets).
             return UNMATCHED_GOLD
         raise HarnessError(f"task '{self.name}': target {target!r} is not one of the choices {list(choices)}")
 
@@ -251,13 +249,21 @@ class Task:
         return TaskInstance(doc_id, context, references[0], generation, references=references, group=group)
 
     def _group(self, doc_id: int, doc: Document) -> str | None:
-        field_name = self.config.group_field
-        if field_name is None:
+        """The document's group: the field's value, or `a=x&b=y` for several fields (None if any is null)."""
+        setting = self.config.group_field
+        if setting is None:
             return None
-        if field_name not in doc:
-            raise HarnessError(f"task '{self.name}': document {doc_id} has no field '{field_name}'")
-        value = doc[field_name]
-        return None if value is None else str(value)
+        names = (setting,) if isinstance(setting, str) else setting
+        values = []
+        for field_name in names:
+            if field_name not in doc:
+                raise HarnessError(f"task '{self.name}': document {doc_id} has no field '{field_name}'")
+            if doc[field_name] is None:
+                return None
+            values.append(str(doc[field_name]))
+        if len(names) == 1:
+            return values[0]
+        return "&".join(f"{name}={value}" for name, value in zip(names, values, strict=True))
 
     def _references(self, doc: Mapping[str, Any]) -> tuple[str, ...]:
         target = self._target(doc)
@@ -269,7 +275,7 @@ class Task:
 
     def _generation_settings(self, repeats: int) -> list[GenerationSettings]:
         kwargs = dict(self.config.generation_kwargs)
-        max_tokens = kwargs.get("max_gen_toks", kwargs.get("max_new_tokens", 256))
+        max_tokens = int(kwargs.get("max_gen_toks") or kwargs.get("max_new_tokens") or 256)
         temperature = float(kwargs.get("temperature", 0.0))
         do_sample = bool(kwargs.get("do_sample", False)) and temperature > 0
         seed = kwargs.get("seed")
@@ -280,7 +286,7 @@ class Task:
             repeat_seed = (seed if seed is not None else FEWSHOT_SEED) + repeat if do_sample else seed
             settings.append(
                 GenerationSettings(
-                    max_tokens=int(max_tokens),
+                    max_tokens=max_tokens,
                     stop=tuple(str(stop) for stop in kwargs.get("until", ())),
                     do_sample=do_sample,
                     temperature=temperature,
@@ -308,9 +314,57 @@ class Task:
         rng = random.Random(FEWSHOT_SEED)
         instances = []
         for doc_id, doc in enumerate(documents):
-            prefix = self._prefix(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else []
-            instances.append(replace(self._instance(doc_id, doc, prefix, renderer), doc=doc))
+            try:
+                prefix = self._prefix(doc, rng, pool) if self.output_type != "loglikelihood_rolling" else []
+                instances.append(replace(self._instance(doc_id, doc, prefix, renderer), doc=doc))
+            except HarnessError as error:
+                raise HarnessError(self._at_document(doc_id, str(error))) from None
+        self._warn_empty_fields(documents)
+        self._warn_unmatched_targets(instances)
         return instances
+
+    def _warn_unmatched_targets(self, instances: Sequence[TaskInstance]) -> None:
+        unmatched = [instance for instance in instances if instance.gold == UNMATCHED_GOLD]
+        if unmatched:
+            first = unmatched[0]
+            target = self._text(first.doc) if self._multiple_input(first.doc) else self._target(first.doc)
+            message = (
+                f"task '{self.name}': {len(unmatched)} of {len(instances)} documents have a target that is "
+                f"not one of their choices (first: document {first.doc_id}, target {target!r}, choices "
+                f"{list(first.choices)}); they are scored as wrong, as in lm-eval"
+            )
+            warnings.warn_explicit(HarnessWarning(message), HarnessWarning, "harness", 0)
+
+    def _at_document(self, doc_id: int, message: str) -> str:
+        """A template's error with where it happened: the task file (or task) and the document."""
+        message = message.removeprefix(f"task '{self.name}': ")
+        where = str(self.config.source) if self.config.source is not None else f"task '{self.name}'"
+        return f"{where}: document {doc_id}: {message}"
+
+    def _warn_empty_fields(self, documents: Sequence[Document]) -> None:
+        """One warning for documents whose template fields are null or NaN. They still render as
+        lm-eval renders them ('None', 'nan'), so prompts and numbers stay comparable; a user should
+        know, since such a prompt is rarely what the data meant."""
+        config = self.config
+        templates_used = (config.doc_to_text, config.doc_to_target, config.doc_to_choice)
+        fields = sorted(
+            set().union(*(templates.fields_read(t) for t in templates_used if isinstance(t, str)))
+        )
+        first: tuple[int, str] | None = None
+        count = 0
+        for doc_id, doc in enumerate(documents):
+            empty = [name for name in fields if name in doc and _is_empty(doc[name])]
+            if empty:
+                count += 1
+                first = first or (doc_id, empty[0])
+        if first is not None:
+            message = (
+                f"task '{self.name}': {count} of {len(documents)} documents have a null or NaN template "
+                f"field (first: document {first[0]}, field '{first[1]}'); they render as 'None' or 'nan', "
+                "as in lm-eval"
+            )
+            # warn_explicit with no source line: shown as one line (the CLI prints `harness: warning: ...`).
+            warnings.warn_explicit(HarnessWarning(message), HarnessWarning, "harness", 0)
 
     # -- results -------------------------------------------------------------------------------------
 
@@ -324,6 +378,10 @@ class Task:
         """The outcome of one document under the task's first filter pipeline."""
         outcomes = self.filtered_outcomes([instance], [results])
         return outcomes[self.filters[0].name][0]
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _first_set(value: str | None, default: str) -> str:

@@ -219,6 +219,14 @@ def _usage_error(tmp: Path) -> tuple[list[str], list[str]]:
     return ["--model", "mock:0", "--tasks", "harness_tone", "--limit", "ten"], ["--limit", "ten"]
 
 
+def _unrecognized_argument(tmp: Path) -> tuple[list[str], list[str]]:
+    # Reported by the command it was given to, so the hint names that command's help.
+    return ["--model", "mock:0", "--tasks", "harness_tone", "--foo"], [
+        "unrecognized arguments: --foo",
+        "'harness run --help'",
+    ]
+
+
 def _negative_bootstrap(tmp: Path) -> tuple[list[str], list[str]]:
     args = ["--model", "mock:0", "--tasks", "harness_tone", "--limit", "3", "--bootstrap-resamples=-1"]
     return args, ["bootstrap"]
@@ -245,6 +253,7 @@ BAD_INPUT: dict[str, CaseBuilder] = {
     "metric-does-not-fit": _metric_does_not_fit,
     "invalid-json-line": _invalid_json_line,
     "usage-error": _usage_error,
+    "unrecognized-argument": _unrecognized_argument,
     "negative-bootstrap-resamples": _negative_bootstrap,
 }
 # The cases most likely to get far into a run before failing are also tried against an existing store.
@@ -571,3 +580,83 @@ def test_python_api_matches_stored_scores(tmp_path: Path) -> None:
         for s in report.scores
     ]
     _assert_same_scores(api_rows, rows)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("acc_nrom", "'acc_norm'"),
+        ("blue", "'bleu'"),
+        ("rougel", "'rougeL'"),
+        ("perplexity_word", "'word_perplexity'"),
+        ("exact", "'exact_match' or 'squad_exact_match'"),
+        # Looking alike is not meaning alike: no hint, the known names instead.
+        ("mcc", None),
+        ("meteor", None),
+        ("accuracy", None),
+    ],
+)
+def test_metric_hints_only_name_metrics_of_the_same_meaning(name: str, hint: str | None) -> None:
+    from harness.errors import UnknownNameError
+    from harness.metrics import METRICS
+
+    message = str(UnknownNameError("metric", name, METRICS.names()))
+    if hint is None:
+        assert "did you mean" not in message and "(known: acc, acc_norm," in message
+    else:
+        assert message == f"unknown metric '{name}'; did you mean {hint}?"
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("fairness", "'fairness_ambiguous_questions', 'fairness_counterfactual_decisions'"),
+        ("tone", "'first_look_tone' or 'harness_tone'"),
+        ("harness_fact_qa", "'harness_facts_qa'"),
+        ("first-look", "'first_look'"),
+        ("mmlu", None),
+    ],
+)
+def test_task_hints_never_point_at_another_task(name: str, hint: str | None) -> None:
+    from harness.errors import UnknownNameError
+    from harness.tasks.registry import resolve_selection
+
+    with pytest.raises(UnknownNameError) as raised:
+        resolve_selection([name])
+    message = str(raised.value)
+    assert "harness_tone'" not in message or name == "tone"  # `fairness` once pointed at harness_tone
+    if hint is None:
+        assert "did you mean" not in message and "all, " in message  # the suites are listed too
+    else:
+        assert f"did you mean {hint}" in message
+
+
+def test_store_check_reports_unrecognized_arguments_against_its_own_help(tmp_path: Path) -> None:
+    result = harness_cli("store", "check", "--bar", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert _stderr_lines(result) == [
+        "harness: error: unrecognized arguments: --bar (see 'harness store check --help')"
+    ]
+
+
+def test_tasks_reports_a_broken_yaml_on_stderr_not_in_a_column(tmp_path: Path) -> None:
+    folder = tmp_path / "tasks"
+    _write_task(folder, "good_task")
+    (folder / "broken.yaml").write_text("task: broken_task\n  output_type: [unclosed\n", encoding="utf-8")
+    for output_format in ("table", "json"):
+        result = harness_cli("tasks", "--include-path", str(folder), "--format", output_format, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "broken_task" not in result.stdout and "broken.yaml" not in result.stdout
+        assert "invalid YAML" not in result.stdout
+        (warning,) = [line for line in _stderr_lines(result) if "broken.yaml" in line]
+        assert warning.startswith(f"harness: warning: {folder / 'broken.yaml'}: invalid YAML")
+        assert warning.endswith("(not listed)")
+    rows = {row["task"]: row for row in json.loads(result.stdout)}
+    assert "good_task" in rows and set(rows["good_task"]) == {
+        "task",
+        "kind",
+        "version",
+        "output_type",
+        "source",
+    }
+    assert rows["harness_tone"]["version"] == "1.0" and rows["good_task"]["version"] is None

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
+from scipy.stats import binomtest
 from sklearn.metrics import f1_score
 
 from harness.cli import main
@@ -112,8 +113,11 @@ def test_generation_metrics_match_the_libraries_and_are_stored(
     for row in scores.values():
         assert row["model"] == "my-model" and row["task"] == "outputs" and row["n"] == 5
         assert row["ci_low"] <= row["value"] <= row["ci_high"], row
-    # No prediction equals one of its references: every bootstrap resample scores 0 too.
-    assert [scores["exact_match"][key] for key in ("value", "ci_low", "ci_high")] == [0.0, 0.0, 0.0]
+    # No prediction equals one of its references: 0 of 5, whose 95% Wilson interval is [0, 0.4345].
+    wilson = binomtest(0, 5).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = max(wilson.low, 0.0), wilson.high
+    assert [scores["exact_match"][key] for key in ("value", "ci_low")] == [0.0, low]
+    assert scores["exact_match"]["ci_high"] == pytest.approx(high, abs=1e-12)
 
     runs = pd.read_parquet(store / "runs")
     assert runs["model"].tolist() == ["my-model"] and runs["tasks"][0].tolist() == ["outputs"]

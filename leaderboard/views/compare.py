@@ -1,12 +1,18 @@
-"""Compare page: two runs side by side, per-task differences with intervals, then disagreements."""
+"""Compare page: two runs side by side, per-task differences with intervals, then disagreements.
+
+Each difference is marked better or worse by the metric's direction (the metric registry's), and the
+table downloads as the Markdown report `harness gate --markdown` writes. Store strings reach the page
+as grid cells, selectbox options, `st.text` or through `plain`, never as live Markdown.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from harness.leaderboard.diff import disagreements, verdicts
+from harness.leaderboard.diff import VERDICT_MARKS, differences_markdown, directions, disagreements, verdicts
+from harness.leaderboard.ranking import direction_arrow
 from harness.leaderboard.sample_metrics import metric_names, signature_of
-from harness.leaderboard.ui import cached_differences, cached_samples, pick_run, store_data
+from harness.leaderboard.ui import cached_differences, cached_samples, pick_run, plain, store_data
 from harness.store import StoreData
 
 _SHOWN_ROWS = 500
@@ -15,20 +21,47 @@ _SHOWN_ROWS = 500
 def _differences(data: StoreData, baseline: str, candidate: str) -> None:
     result = cached_differences(data, baseline, candidate)
     if result.note:
-        st.info(result.note)
-    st.caption(f"Difference = candidate − baseline; interval: {result.method}.")
+        st.info(plain(result.note))
+    st.caption(
+        f"Difference = candidate − baseline; interval: {result.method}. ✅ candidate better, ❌ worse "
+        "(the whole interval on that side, the metric's direction ↑/↓ folded in), ➖ no clear difference."
+    )
     table = result.table
     if table.empty:
         st.info("The two runs have no task and metric in common.")
         return
+    verdict = verdicts(table)
+    shown = table.assign(
+        mark=verdict.map(VERDICT_MARKS),
+        better=directions(table).map(direction_arrow),
+        verdict=verdict,
+    )
+    leading = ["mark", "task", "metric", "better"]
+    shown = shown[[*leading, *(c for c in shown.columns if c not in (*leading, "higher_is_better"))]]
     st.dataframe(
-        table.assign(verdict=verdicts(table)),
+        shown,
         hide_index=True,
         width="stretch",
+        placeholder="",
         column_config={
-            column: st.column_config.NumberColumn(column, format="%.4f")
-            for column in ("baseline", "candidate", "difference", "ci_low", "ci_high", "p_value")
+            "mark": st.column_config.TextColumn("", width=40),
+            "better": st.column_config.TextColumn(
+                "better", width=60, help="↑ higher is better, ↓ lower is better (the metric registry's)"
+            ),
+            **{
+                column: st.column_config.NumberColumn(column, format="%.4f")
+                for column in ("baseline", "candidate", "difference", "ci_low", "ci_high", "p_value")
+            },
         },
+    )
+    report = differences_markdown(result, baseline, candidate)
+    st.download_button(
+        "Download Markdown report",
+        report.encode("utf-8"),
+        file_name=f"compare-{candidate}-vs-{baseline}.md",
+        mime="text/markdown",
+        key="cmp_markdown",
+        help="The table as `harness gate --markdown` writes its report, for a pull request or a notebook",
     )
 
 

@@ -1,4 +1,8 @@
-"""Trends page: a metric against checkpoint step, one line per experiment, with interval bands."""
+"""Trends page: a metric against checkpoint step, one line per experiment, with interval bands.
+
+Task, metric and experiment names reach the page as selectbox options, chart data, grid cells or
+through `plain`: never as live Markdown.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from harness.leaderboard.ranking import direction_arrow, metric_higher_is_better
 from harness.leaderboard.trends import trend_frame
-from harness.leaderboard.ui import store_data
+from harness.leaderboard.ui import plain, store_data
 
 
 def _chart(frame: pd.DataFrame, metric: str) -> alt.LayerChart:
@@ -38,19 +43,20 @@ def main() -> None:
     frame = trend_frame(scores, str(task), str(metric), tuple(chosen))
     if frame.empty:
         st.info(
-            f"No run with a step has a score for {task} / {metric}; "
+            f"No run with a step has a score for {plain(task)} / {plain(metric)}; "
             "a run gets one from --step or a checkpoint-N model path."
         )
         return
-    st.altair_chart(_chart(frame, str(metric)), width="stretch")
-    higher = bool(
+    stored = bool(
         scores.loc[(scores["task"] == task) & (scores["metric"] == metric), "higher_is_better"].iloc[0]
     )
+    higher = metric_higher_is_better(str(metric), stored)
+    st.altair_chart(_chart(frame, f"{metric} {direction_arrow(higher)}"), width="stretch")
     st.caption(
         f"{'Higher' if higher else 'Lower'} is better. Bands are the stored 95% intervals; at a step "
         "evaluated more than once the newest run is shown."
     )
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch", placeholder="")
 
 
 if __name__ == "__main__":

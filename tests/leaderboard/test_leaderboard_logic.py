@@ -325,8 +325,11 @@ def test_unpaired_differences_and_verdicts(tmp_path: Path) -> None:
     assert table.loc["a", "ci_high"] == pytest.approx(-0.10 + half, rel=1e-5)
     assert table.loc["a", "p_value"] < 1e-6
     assert verdicts(table.reset_index()).tolist() == ["candidate worse", "candidate worse"]
+    # The metric registry's direction wins over a stored flag; a metric it does not know keeps the flag.
     flipped = table.reset_index().assign(higher_is_better=False)
-    assert verdicts(flipped).tolist() == ["candidate better", "candidate better"]
+    assert verdicts(flipped).tolist() == ["candidate worse", "candidate worse"]
+    unknown = flipped.assign(metric="house_loss")
+    assert verdicts(unknown).tolist() == ["candidate better", "candidate better"]
 
 
 def test_task_differences_paired_or_fallback(synthetic_store: Path, tmp_path: Path) -> None:
@@ -420,8 +423,11 @@ def test_group_report_values_gap_and_ratio() -> None:
     assert report.table["value"].tolist() == [1.0, 0.5]
     assert report.gap == pytest.approx(0.5) and report.ratio == pytest.approx(0.5)
     assert (report.best_group, report.worst_group, report.ungrouped) == ("g1", "g2", 1)
-    half = 1.959964 * math.sqrt(0.5) / math.sqrt(2)  # sample std of (1, 0) is sqrt(0.5)
+    # A proportion's interval stays inside [0, 1]: Wilson's, here for 1 of 2.
+    z2 = 1.959964**2
+    half = math.sqrt(z2) * math.sqrt(0.25 / 2 + z2 / 16) / (1 + z2 / 2)
     assert report.table["ci_high"].iloc[1] == pytest.approx(0.5 + half, rel=1e-5)
+    assert report.table["ci_low"].ge(0).all() and report.table["ci_high"].le(1).all()
     single = group_report(frame[frame["group"] == "g1"], "exact_match")
     assert len(single.table) == 1 and math.isnan(single.gap) and math.isnan(single.ratio)
     assert single.best_group is None

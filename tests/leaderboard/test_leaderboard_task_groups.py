@@ -203,6 +203,9 @@ def test_filtered_metrics_name_their_filter_in_the_header() -> None:
     assert column_label("gsm8k", "exact_match,strict-match") == "gsm8k (strict-match)"
     assert column_label("gsm8k", "exact_match,flexible-extract") == "gsm8k (flexible-extract)"
     assert column_label("arc", "acc") == "arc"
+    # With a direction, the header names the metric and its arrow.
+    assert column_label("gsm8k", "exact_match,strict-match", True) == "gsm8k (strict-match) · exact_match ↑"
+    assert column_label("wiki", "word_perplexity", False) == "wiki · word_perplexity ↓"
 
 
 def test_synthetic_group_and_stores_without_groups_unchanged(tmp_path: Path) -> None:
@@ -346,9 +349,9 @@ def test_page_shows_a_group_as_one_column_with_a_drill_down(group_store: Path) -
     assert "× 3 tasks (outer is a group, counted as one task)" in captions
     # The primary metric of qa is one of its two filters; its header says which.
     label = _headers(app)["qa"]
-    assert label in ("qa (strict-match)", "qa (flexible-extract)")
+    assert label in ("qa (strict-match) · exact_match ↑", "qa (flexible-extract) · exact_match ↑")
     assert _headers(app)["qa 95% CI"] == f"{label} 95% CI"
-    assert _headers(app)["outer"] == "outer"
+    assert _headers(app)["outer"] == "outer · acc ↑"
 
     drill = app.selectbox(key="lb_group")
     assert drill.value is None and len(app.dataframe) == 1  # nothing spread until asked
@@ -369,7 +372,7 @@ def test_page_shows_a_group_as_one_column_with_a_drill_down(group_store: Path) -
 
     app.selectbox(key="lb_metric").set_value("exact_match,strict-match").run()
     assert not app.exception
-    assert _headers(app)["qa"] == "qa (strict-match)"
+    assert _headers(app)["qa"] == "qa (strict-match) · exact_match ↑"
 
 
 def test_page_of_a_store_without_groups_has_no_drill_down(group_store: Path, tmp_path: Path) -> None:
@@ -381,4 +384,4 @@ def test_page_of_a_store_without_groups_has_no_drill_down(group_store: Path, tmp
     app = _app(store)
     assert "lb_group" not in [selectbox.key for selectbox in app.selectbox]
     assert "group" not in "\n".join(str(caption.value) for caption in app.caption)
-    assert _headers(app)["delta"] == "delta"
+    assert _headers(app)["delta"] == "delta · acc ↑"

@@ -100,9 +100,13 @@ def test_score_fields() -> None:
 
 
 def test_single_sample_has_no_uncertainty() -> None:
-    for name, stats in [("acc", np.array([[1.0, 1.0]])), ("perplexity", np.array([[-1.0, 1.0]]))]:
+    for name, stats in [("token_f1", np.array([[0.5, 1.0]])), ("perplexity", np.array([[-1.0, 1.0]]))]:
         result = score(get_metric(name), stats)
         assert result.stderr is None and result.ci_low is None and result.ci_high is None
+    # One right or wrong answer still bounds a proportion (Wilson); lm-eval has no stderr for it.
+    result = score(get_metric("acc"), np.array([[1.0, 1.0]]))
+    assert result.stderr is None and result.ci_low is not None and result.ci_high == 1.0
+    assert 0.0 < result.ci_low < 1.0
 
 
 def test_zero_resamples_turns_off_bootstrap_only() -> None:

@@ -117,3 +117,41 @@ def test_run_time_overrides_replace_the_tasks_settings(tmp_path: Path) -> None:
     (evaluation,) = report.evaluations
     assert evaluation.task.config.num_fewshot == 2
     assert evaluation.instances[0].prompt.count("?") == 3
+
+
+@pytest.mark.parametrize(
+    ("values", "sizes"),
+    [((0.0, 0.0), (3, 2)), ((1.0, 1.0), (1, 4)), ((0.02, 0.0), (50, 1)), ((0.5, 0.97), (2, 30))],
+)
+def test_group_interval_of_proportions_stays_inside_0_1(
+    values: tuple[float, ...], sizes: tuple[int, ...]
+) -> None:
+    """lm-eval's pooled stderr is kept; the interval is Wilson's: 0/n, n/n, tiny groups stay in [0, 1]."""
+    from harness.tasks.groups import _group_interval
+
+    leaves = []
+    for value, n in zip(values, sizes, strict=True):
+        stderr = (value * (1 - value) / (n - 1)) ** 0.5 if n > 1 else 0.0
+        leaves.append(
+            Score("acc", value, stderr, max(0.0, value - 0.1), min(1.0, value + 0.1), n, True, "acc")
+        )
+    total = sum(sizes)
+    value = sum(v * n for v, n in zip(values, sizes, strict=True)) / total
+    pooled = sum(
+        (n - 1) * s.stderr**2 * n for n, s in zip(sizes, leaves, strict=True) if s.stderr is not None
+    )
+    stderr = (pooled / (total - len(sizes)) / total) ** 0.5
+    low, high = _group_interval(value, stderr, leaves)
+    assert low is not None and high is not None
+    assert 0.0 <= low <= value <= high <= 1.0
+    if value in (0.0, 1.0):
+        assert high - low > 0.0  # an all-wrong or all-right group is not certain
+
+
+def test_group_interval_of_unbounded_metrics_stays_normal() -> None:
+    from harness.tasks.groups import _group_interval
+
+    leaves = [Score("word_perplexity", 12.0, 1.5, 9.0, 15.0, 40, False, "w")]
+    assert _group_interval(12.0, 1.5, leaves) == pytest.approx(
+        (12.0 - 1.959963984540054 * 1.5, 12.0 + 1.959963984540054 * 1.5)
+    )
