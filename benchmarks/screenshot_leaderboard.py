@@ -94,26 +94,36 @@ def build_store(
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
 @contextmanager
-def serve_leaderboard(store: Path, log: Path) -> Iterator[str]:
-    """`harness leaderboard` on a free loopback port, stopped (its whole session) on exit; yields its URL."""
-    port = _free_port()
-    command = [sys.executable, "-m", "harness.cli", "leaderboard", "--store", str(store), "--port", str(port)]
-    command += ["--address", "127.0.0.1", "--headless"]
-    # No file watcher: nothing edits the app meanwhile, and it would cost CPU.
-    environment = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
+def serve(
+    command: list[str],
+    log: Path,
+    port: int,
+    *,
+    environment: dict[str, str],
+    timeout: float = START_TIMEOUT,
+    stdin: int | None = None,
+) -> Iterator[str]:
+    """`command` (a `harness leaderboard` line serving on `port`) until Streamlit's health check answers;
+    yields its URL and stops it (its whole session) on exit. Raises RuntimeError, with the log, when it
+    exits or does not answer within `timeout` seconds."""
     with log.open("wb") as output:
         server = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            command,
+            stdin=stdin,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + START_TIMEOUT
+            deadline = time.monotonic() + timeout
             while True:
                 try:
                     with urllib.request.urlopen(
@@ -139,8 +149,28 @@ def serve_leaderboard(store: Path, log: Path) -> Iterator[str]:
 
 
 @contextmanager
-def chromium(profile: Path, window: tuple[int, int] = WINDOW) -> Iterator[Any]:
-    """A headless Chromium (selenium WebDriver) with a fresh profile and the given window size."""
+def serve_leaderboard(
+    store: Path, log: Path, *, address: str | None = "127.0.0.1", timeout: float = START_TIMEOUT
+) -> Iterator[str]:
+    """`harness leaderboard --headless` on a free loopback port (`address=None`: without --address, so on
+    the command's default), stopped on exit; yields its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "harness.cli", "leaderboard", "--store", str(store), "--port", str(port)]
+    if address is not None:
+        command += ["--address", address]
+    command += ["--headless"]
+    # No file watcher: nothing edits the app meanwhile, and it would cost CPU.
+    environment = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
+    with serve(command, log, port, environment=environment, timeout=timeout) as url:
+        yield url
+
+
+@contextmanager
+def chromium(
+    profile: Path, window: tuple[int, int] = WINDOW, *, exact_viewport: bool = True
+) -> Iterator[Any]:
+    """A headless Chromium (selenium WebDriver) with a fresh profile and the given window size; with
+    `exact_viewport`, no scroll bars and the page's own viewport (not the outer window) is that size."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -156,16 +186,17 @@ def chromium(profile: Path, window: tuple[int, int] = WINDOW) -> Iterator[Any]:
         "--disable-component-update",
         "--disable-sync",
         "--disable-quic",
-        "--hide-scrollbars",
+        *(["--hide-scrollbars"] if exact_viewport else []),
         f"--window-size={window[0]},{window[1]}",
         f"--user-data-dir={profile}",
     ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     try:
-        # --window-size sets the outer window; make the page's own viewport exactly the width asked.
-        inner = driver.execute_script("return [window.innerWidth, window.innerHeight];")
-        driver.set_window_size(2 * window[0] - inner[0], 2 * window[1] - inner[1])
+        if exact_viewport:
+            # --window-size sets the outer window; make the page's own viewport exactly the width asked.
+            inner = driver.execute_script("return [window.innerWidth, window.innerHeight];")
+            driver.set_window_size(2 * window[0] - inner[0], 2 * window[1] - inner[1])
         yield driver
     finally:
         driver.quit()

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-# (attribute, group value, the words put into the request).
-FREE_TEXT_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("gender", "woman", "a woman"),
-    ("gender", "man", "a man"),
-    ("age", "age 25", "a 25-year-old"),
-    ("age", "age 70", "a 70-year-old"),
-    ("religion", "Christian", "a Christian"),
-    ("religion", "Muslim", "a Muslim"),
+from harness.fairness.probe_templates import COUNTERFACTUAL_GROUPS
+
+# (attribute, group value, the words put into the request): the decision probe's gender, age and
+# religion terms, so that both probes speak of a group in the same words.
+FREE_TEXT_GROUPS: tuple[tuple[str, str, str], ...] = tuple(
+    group for group in COUNTERFACTUAL_GROUPS if group[0] in ("gender", "age", "religion")
 )
 
 # (template id, request with {person}); every request is harmless, so a refusal is a failure, and

@@ -19,7 +19,13 @@ import pandas as pd
 
 from harness.adapters import load_adapter, wrap_model
 from harness.adapters.base import ModelAdapter
-from harness.distributed import DistributedAdapter, RankZeroCache, current_world, on_rank_zero
+from harness.distributed import (
+    DistributedAdapter,
+    RankZeroCache,
+    current_world,
+    on_rank_zero,
+    refuse_sharded_model,
+)
 from harness.errors import HarnessError, HarnessWarning
 from harness.fairness import task_fairness_scores
 from harness.metrics.outcome_checks import outcome_warnings
@@ -77,6 +83,7 @@ def _resolve_model(
     if isinstance(model, str):
         return load_adapter(model, model_args)
     if tokenizer is not None:
+        refuse_sharded_model(model)  # before any forward call: FSDP would hang, not fail
         from harness.adapters.hf import parse_batch_size
 
         batch_size = parse_batch_size(str(model_args.get("batch_size", "auto")))

@@ -7,8 +7,13 @@ harness.shards, so a multiple-choice context's options stay on one rank), serves
 local device, and gathers every rank's answers to all ranks. Rank 0 alone writes the cache and the run,
 and only rank 0 shows a progress bar. Every rank ends with the same results and the same scores.
 
-The model's forward runs on each rank at the same time, so a model whose weights are sharded across
-ranks (FSDP) is called collectively, as it must be.
+Ranks make different numbers of forward calls (the shares are balanced by characters, and an empty share
+makes none), so a model whose weights are sharded across ranks (FSDP), whose every forward is a collective
+all-gather, would deadlock: `refuse_sharded_model` stops it with an error instead.
+
+Whatever rank 0 does alone (reading or writing the cache, checking files) ends in a collective that tells
+every rank whether it worked, so an error on rank 0 stops every rank with the same message instead of
+leaving the others waiting for a collective that never comes.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ __all__ = [
     "World",
     "current_world",
     "init_from_environment",
+    "is_sharded_model",
     "on_rank_zero",
+    "refuse_sharded_model",
     "shutdown",
 ]
 
@@ -113,20 +120,78 @@ def init_from_environment() -> bool:
     return True
 
 
-def on_rank_zero(world: World | None, check: Callable[[], None]) -> None:
-    """Run `check` on rank 0 only (it reads files only rank 0 may have); its error stops every rank."""
-    problem = None
-    if world is None or world.is_main:
+def on_rank_zero(world: World | None, check: Callable[[], T]) -> T | None:
+    """Run `check` on rank 0 only (it reads files only rank 0 may have); its value reaches every rank, and
+    its error stops every rank as the same HarnessError."""
+    if world is None:
+        return check()
+    outcome: tuple[bool, Any] = (True, None)
+    failure: Exception | None = None
+    if world.is_main:
         try:
-            check()
-        except HarnessError as error:
-            if world is None:
-                raise
-            problem = str(error)
-    if world is not None:
-        problem = world.broadcast(problem)
-        if problem is not None:
-            raise HarnessError(problem)
+            outcome = (True, check())
+        except Exception as error:  # any error: the other ranks are already waiting in the broadcast
+            outcome, failure = (False, _describe_error(error)), error
+    ok, value = world.broadcast(outcome)
+    if not ok:
+        raise HarnessError(value) from failure
+    found: T = value
+    return found
+
+
+def _describe_error(error: Exception) -> str:
+    """An error as one rank tells the others: a HarnessError's own message, any other named by its type."""
+    return str(error) if isinstance(error, HarnessError) else f"{type(error).__name__}: {error}"
+
+
+def _fsdp_types() -> tuple[type, ...]:
+    found: list[type] = []
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        found.append(FullyShardedDataParallel)
+    except ImportError:
+        pass
+    try:  # FSDP2 (`fully_shard`), public from torch 2.6, earlier under _composable
+        from torch.distributed.fsdp import FSDPModule  # type: ignore[attr-defined,unused-ignore]
+
+        found.append(FSDPModule)
+    except ImportError:
+        try:
+            from torch.distributed._composable.fsdp import FSDPModule  # type: ignore[no-redef,unused-ignore]
+
+            found.append(FSDPModule)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+def is_sharded_model(model: Any) -> bool:
+    """Whether `model`, or any module inside it, is wrapped by FSDP (FullyShardedDataParallel or FSDP2)."""
+    # A model that is not a torch module cannot be FSDP-wrapped; do not import torch to find out.
+    if "torch" not in sys.modules:
+        return False
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return False
+    kinds = _fsdp_types()
+    # FSDP1 wrappers keep the wrapped module as `_fsdp_wrapped_module`, whatever their class.
+    return any(
+        (kinds and isinstance(module, kinds)) or "_fsdp_wrapped_module" in module._modules
+        for module in model.modules()
+    )
+
+
+def refuse_sharded_model(model: Any) -> None:
+    """Stop before evaluating an FSDP-sharded model: ranks make different numbers of forward calls, and
+    FSDP's all-gather in each forward would wait forever for the ranks that make fewer."""
+    if is_sharded_model(model):
+        raise HarnessError(
+            "FSDP-sharded models are not supported yet: the ranks make different numbers of forward calls, "
+            "which deadlocks FSDP's all-gather; evaluate a saved checkpoint (harness run --model hf:PATH), "
+            "or a model that is whole on every rank (DDP)"
+        )
 
 
 def shutdown() -> None:
@@ -154,20 +219,19 @@ class RankZeroCache(RequestCache):
     def sources(self) -> list[RequestCache]:
         return self.inner.sources()
 
+    # Every call ends in a broadcast, even a write: a failed write on rank 0 must stop the other ranks
+    # here, not leave them waiting in the next collective.
     def lookup(self, fingerprint: str, requests: Sequence[Request]) -> list[Result | None]:
-        found = self.inner.lookup(fingerprint, requests) if self.world.is_main else None
-        return self.world.broadcast(found) or []
+        return on_rank_zero(self.world, lambda: self.inner.lookup(fingerprint, requests)) or []
 
     def store(self, fingerprint: str, requests: Sequence[Request], results: Sequence[Result]) -> None:
-        if self.world.is_main:
-            self.inner.store(fingerprint, requests, results)
+        on_rank_zero(self.world, lambda: self.inner.store(fingerprint, requests, results))
 
     def label(self, fingerprint: str, name: str) -> None:
-        if self.world.is_main:
-            self.inner.label(fingerprint, name)
+        on_rank_zero(self.world, lambda: self.inner.label(fingerprint, name))
 
     def count(self, fingerprint: str | None = None) -> int:
-        return self.world.broadcast(self.inner.count(fingerprint) if self.world.is_main else 0)
+        return on_rank_zero(self.world, lambda: self.inner.count(fingerprint)) or 0
 
 
 class DistributedAdapter:
@@ -176,8 +240,18 @@ class DistributedAdapter:
     def __init__(self, inner: ModelAdapter, world: World) -> None:
         self.inner = inner
         self.world = world
-        # Every rank computes it (for a sharded model that may itself be collective); rank 0's is the one.
-        self._fingerprint = world.broadcast(inner.fingerprint)
+        # Every rank computes it and rank 0's is the one; a rank that fails must still reach the gather,
+        # or the others wait in it forever.
+        outcome: tuple[bool, str]
+        try:
+            outcome = (True, inner.fingerprint)
+        except Exception as error:
+            outcome = (False, _describe_error(error))
+        gathered: list[tuple[bool, str]] = world.gather(outcome)
+        failures = [f"rank {rank}: {detail}" for rank, (ok, detail) in enumerate(gathered) if not ok]
+        if failures:
+            raise HarnessError("model fingerprint failed on " + "; ".join(failures))
+        self._fingerprint = gathered[0][1]
 
     @property
     def name(self) -> str:

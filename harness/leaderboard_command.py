@@ -49,6 +49,7 @@ def streamlit_command(
     headless: bool = False,
     address: str = DEFAULT_ADDRESS,
     private: bool = False,
+    ratings_db: Path | None = None,
 ) -> list[str]:
     """The `streamlit run` command line serving the app for `store` on `address`:`port`."""
     return [
@@ -76,6 +77,7 @@ def streamlit_command(
         "--store",
         str(store),
         *(["--private"] if private else []),
+        *(["--ratings-db", str(ratings_db)] if ratings_db is not None else []),
     ]
 
 
@@ -91,8 +93,16 @@ def _command_leaderboard(args: argparse.Namespace) -> int:
     if not address or any(character.isspace() for character in address):
         raise HarnessError(f"--address must be an interface address like 127.0.0.1, got '{args.address}'")
     target = store if is_remote(store) else store.resolve()  # an s3:// store passes on as it is
+    ratings_db = Path(args.ratings_db).resolve() if args.ratings_db else None
+    if ratings_db is not None and not ratings_db.is_file():
+        raise HarnessError(f"--ratings-db {args.ratings_db} is no ratings database file")
     command = streamlit_command(
-        target, args.port, headless=args.headless, address=address, private=args.private
+        target,
+        args.port,
+        headless=args.headless,
+        address=address,
+        private=args.private,
+        ratings_db=ratings_db,
     )
     sys.stdout.flush()
     sys.stderr.flush()
@@ -124,6 +134,12 @@ def add_parser(commands: Any) -> None:
         "--private",
         action="store_true",
         help="results pages ask for a viewer token (harness ratings viewer NAME)",
+    )
+    parser.add_argument(
+        "--ratings-db",
+        default=None,
+        metavar="FILE",
+        help="the ratings database of `harness ratings ... --db FILE` (default: the store's own)",
     )
     parser.add_argument(
         "--headless", action="store_true", help="do not open a browser (servers, containers, CI)"

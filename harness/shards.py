@@ -199,12 +199,16 @@ def serve_shard(
 
 def check_caches(cache: RequestCache, fingerprint: str, model: str, *, merging: bool) -> None:
     """Refuse missing caches and caches whose answers belong to other models: a merge of one model's shards,
-    or a shard's own cache, must hold this model's answers (an empty cache is a shard that has not started).
+    or a shard's own cache, must hold this model's answers.
 
-    A merge (`merging`) reads caches that must all exist; the first cache of a shard run may be new."""
+    A merge (`merging`) reads caches that must all exist and hold answers: an empty one is a shard that
+    failed before its first answer, and merging it would quietly run that shard's whole share on the model.
+    The first cache of a shard run may be new or empty (a shard that has not started)."""
     for position, source in enumerate(cache.sources()):
         if (merging or position > 0) and not source.path.is_file():
             raise HarnessError(f"no request cache at {source.path}")
+        if merging and source.count() == 0:
+            raise HarnessError(f"cache {source.path} holds no answers: re-run its shard, or leave it out")
     holdings = [(source.path, source.models()) for source in cache.sources()]
     filled = [(path, models) for path, models in holdings if models]
     for position, (path, models) in enumerate(filled):

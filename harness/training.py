@@ -4,9 +4,10 @@ Nothing is saved or reloaded: the model object being trained is scored as it is,
 training mode afterwards. Each call stores one run with the experiment name and the training step,
 so `harness gate`, `harness compare` and the leaderboard's trends see the series like any other.
 
-In distributed training (DDP, FSDP) every rank calls the hook at the same step: the ranks evaluate
-together, each serving its share of the requests (so a sharded model's forward is called collectively),
-every rank gets the scores, and rank 0 alone stores the run (harness.distributed). The callback also
+In distributed training (DDP) every rank calls the hook at the same step: the ranks evaluate together,
+each serving its share of the requests, every rank gets the scores, and rank 0 alone stores the run
+(harness.distributed). FSDP-sharded models are refused with an error: the ranks make different numbers
+of forward calls, which would deadlock FSDP's per-forward all-gather. The callback also
 logs the scores through the trainer's own `log`, as `harness/<task>/<metric>`, so whatever `report_to`
 names (TensorBoard, W&B, MLflow) shows them at that step; for that the callback needs its trainer:
 `HarnessCallback(...).attach(trainer)`.
@@ -32,7 +33,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from harness.api import EvaluationReport, evaluate
-from harness.distributed import current_world
+from harness.distributed import current_world, refuse_sharded_model
 from harness.errors import HarnessError
 
 __all__ = ["EvaluationHook", "HarnessCallback", "score_logs"]
@@ -95,6 +96,8 @@ class EvaluationHook:
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         if tokenizer is None:
             raise HarnessError("evaluating an in-memory model needs its tokenizer")
+        # Before unwrapping: FSDP's root wrapper has a `module` that _unwrap would peel off.
+        refuse_sharded_model(model)
         model = _unwrap(model)
         # The adapter switches the model to eval mode (no dropout); training must resume as it was.
         was_training = bool(getattr(model, "training", False))

@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 from harness.leaderboard.ui import (
     plain,
     query_token,
+    ratings_database,
     results_store_data,
     run_label,
     store_root,
@@ -93,10 +94,11 @@ def ratings_db(*, results: bool = False) -> RatingsDB | None:
     `results`: the page shows results (not a rating form), so a private app asks for a viewer token."""
     if results and not viewer_signed_in():
         return None
-    if results_store_data() is None:  # no store, a newer one, or no runs: explained as every page does
+    # No store, a newer one, or no runs: explained, in full only on results pages (raters who have not
+    # signed in yet see no store path and no run ids).
+    if results_store_data(details=results) is None:
         return None
-    root = store_root()
-    db = RatingsDB.for_store(root)
+    db = ratings_database()
     if not db.exists():
         st.info(
             "No rating campaigns in this store yet. Create one with "

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -48,6 +49,7 @@ from harness.store import (
 
 if TYPE_CHECKING:
     from harness.leaderboard.diff import TaskDifferences
+    from harness.ratings import RatingsDB
 
 # `harness.ratings` (SciPy underneath) and `harness.leaderboard.diff` are imported where they are
 # used: a public leaderboard page needs neither, and a cold server start pays for every import.
@@ -96,6 +98,7 @@ def _launch_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--store", default=None)
     parser.add_argument("--private", action="store_true")
+    parser.add_argument("--ratings-db", default=None)
     known, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     return known
 
@@ -111,6 +114,15 @@ def configured_private(argv: Sequence[str] | None = None) -> bool:
     if _launch_arguments(argv).private:
         return True
     return os.environ.get(PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def ratings_database() -> RatingsDB:
+    """The ratings database the rating pages use: `--ratings-db FILE` given at launch (the one
+    `harness ratings ... --db FILE` wrote), else the store's own (`RatingsDB.for_store`)."""
+    from harness.ratings import RatingsDB
+
+    chosen = _launch_arguments(None).ratings_db
+    return RatingsDB(Path(chosen)) if chosen else RatingsDB.for_store(store_root())
 
 
 def store_root() -> str:
@@ -152,10 +164,10 @@ def viewer_signed_in() -> bool:
     otherwise the sign-in form is shown and the page should stop."""
     if not configured_private():
         return True
-    from harness.ratings import RatingsDB, RatingsError
+    from harness.ratings import RatingsError
     from harness.ratings.access import Identity
 
-    db = RatingsDB.for_store(store_root())
+    db = ratings_database()
     identity = st.session_state.get(VIEWER_KEY)
     try:
         if isinstance(identity, Identity):
@@ -192,23 +204,36 @@ def _cached_store(key: str, _listing: StoreListing) -> StoreData:
     return load_store(_listing)
 
 
-def results_store_data() -> StoreData | None:
+def results_store_data(*, details: bool = True) -> StoreData | None:
     """The store's runs and scores, or None after saying plainly why there are none to show.
 
-    No viewer check: the rating pages use it for the store's state, and show no results."""
+    No viewer check: the rating pages use it for the store's state, and show no results. With
+    `details` False (a rating page, seen by raters who have not signed in yet) nothing of the store's
+    internals is shown: neither its path nor the run ids its problems name."""
     listing = current_listing()
     data = _cached_store(listing.key, listing)
-    if data.error is not None:
-        st.warning(plain(data.error))
+    if data.error is not None or data.empty:
+        if not details:
+            st.warning(_without_internals(data.error))
+        elif data.error is not None:
+            st.warning(plain(data.error))
+        else:
+            st.info(f"The store at {plain(data.root)} has no completed runs yet.")
         return None
-    if data.empty:
-        st.info(f"The store at {plain(data.root)} has no completed runs yet.")
-        return None
-    if data.problems:
+    if data.problems and details:
         with st.expander(f"{len(data.problems)} problem(s) in this store", expanded=False):
             for problem in data.problems:
                 st.warning(plain(problem))
     return data
+
+
+def _without_internals(error: str | None) -> str:
+    """Why a rating page has nothing to show, in words that name no path (raters see it before signing in)."""
+    if error is None:
+        return "The results store is empty: no completed runs to rate yet."
+    if "newer" in error:
+        return "The results store was written by a newer harness; ask whoever runs this app to upgrade."
+    return "There is no results store to rate from yet; ask whoever runs this app."
 
 
 def store_data() -> StoreData | None:

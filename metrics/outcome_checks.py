@@ -7,7 +7,7 @@ run shows them and keeps them in its provenance. They never change a score.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +36,34 @@ def _share(count: int, total: int) -> str:
     return f"all {total}" if count == total else f"{count} of {total}"
 
 
-def _empty_predictions(task: str, outcomes: Sequence[SampleOutcome]) -> OutcomeWarning | None:
-    generated = [outcome for outcome in outcomes if outcome.output_type == "generate_until"]
-    empty = sum(1 for outcome in generated if not (outcome.prediction or "").strip())
-    if not generated or empty < MOST * len(generated):
+def _when_most(
+    task: str,
+    outcomes: Sequence[SampleOutcome],
+    output_type: str,
+    test: Callable[[SampleOutcome], bool],
+    kind: str,
+    message: Callable[[str], str],
+) -> OutcomeWarning | None:
+    """A `kind` warning when `test` holds for at least MOST of the `output_type` outcomes; `message`
+    gets their share as words ("all 10", "9 of 10")."""
+    chosen = [outcome for outcome in outcomes if outcome.output_type == output_type]
+    hits = sum(1 for outcome in chosen if test(outcome))
+    if not chosen or hits < MOST * len(chosen):
         return None
-    return OutcomeWarning(
+    return OutcomeWarning(task, kind, message(_share(hits, len(chosen))))
+
+
+def _empty_predictions(task: str, outcomes: Sequence[SampleOutcome]) -> OutcomeWarning | None:
+    return _when_most(
         task,
+        outcomes,
+        "generate_until",
+        lambda outcome: not (outcome.prediction or "").strip(),
         "empty_predictions",
-        f"{task}: {_share(empty, len(generated))} predictions are empty, so its scores say nothing about "
-        "the answers; check the stop sequences (until), max_gen_toks and the prompt",
+        lambda share: (
+            f"{task}: {share} predictions are empty, so its scores say nothing about "
+            "the answers; check the stop sequences (until), max_gen_toks and the prompt"
+        ),
     )
 
 
@@ -55,15 +73,16 @@ def _tied(logprobs: tuple[float, ...]) -> bool:
 
 
 def _tied_choices(task: str, outcomes: Sequence[SampleOutcome]) -> OutcomeWarning | None:
-    scored = [outcome for outcome in outcomes if outcome.output_type == "multiple_choice"]
-    tied = sum(1 for outcome in scored if _tied(outcome.choice_logprobs))
-    if not scored or tied < MOST * len(scored):
-        return None
-    return OutcomeWarning(
+    return _when_most(
         task,
+        outcomes,
+        "multiple_choice",
+        lambda outcome: _tied(outcome.choice_logprobs),
         "tied_choices",
-        f"{task}: every choice has the same log-likelihood in {_share(tied, len(scored))} documents, so "
-        "accuracy measures how ties are broken (the first choice wins), not the model",
+        lambda share: (
+            f"{task}: every choice has the same log-likelihood in {share} documents, so "
+            "accuracy measures how ties are broken (the first choice wins), not the model"
+        ),
     )
 
 

@@ -17,9 +17,10 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,27 +70,33 @@ def assert_one_error(result: Result, *fragments: str) -> str:
     return line
 
 
+def mock_runs(root: Path, runs: Sequence[dict[str, Any]], *, limit: int = 4) -> tuple[str, ...]:
+    """One `harness_tone` run of `mock:<i>` into the store at `root` for the i-th entry of `runs` (more
+    `harness.evaluate` arguments), without bootstrap or cache; their run ids in order."""
+    return tuple(
+        harness.evaluate(
+            model=f"mock:{seed}",
+            tasks=["harness_tone"],
+            limit=limit,
+            store=root,
+            bootstrap_resamples=0,
+            use_cache=False,
+            **arguments,
+        ).run_id
+        for seed, arguments in enumerate(runs)
+    )
+
+
 @pytest.fixture(scope="module")
 def built_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ...]]:
     """Three runs of the mock model on a few documents: experiments base, cand and other."""
     root = tmp_path_factory.mktemp("bad-input") / "store"
-    ids = []
-    for seed, experiment in enumerate(EXPERIMENTS):
-        report = harness.evaluate(
-            model=f"mock:{seed}",
-            tasks=["harness_tone"],
-            limit=4,
-            store=root,
-            experiment=experiment,
-            bootstrap_resamples=0,
-            use_cache=False,
-        )
-        ids.append(report.run_id)
-    return root, tuple(ids)
+    return root, mock_runs(root, [{"experiment": experiment} for experiment in EXPERIMENTS])
 
 
 @pytest.fixture
 def store(tmp_path: Path, built_store: tuple[Path, tuple[str, ...]]) -> tuple[Path, tuple[str, ...]]:
+    """A copy of the module's `built_store` (whichever module uses this fixture), and its run ids."""
     shutil.copytree(built_store[0], tmp_path / "store")
     return tmp_path / "store", built_store[1]
 

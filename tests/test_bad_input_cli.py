@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-import harness
 from harness.store import ResultStore, resolve_run
-from tests.test_bad_input import assert_one_error, cli, snapshot
+from tests.test_bad_input import assert_one_error, cli, mock_runs, snapshot
+from tests.test_bad_input import store as store  # a copy of this module's `built_store`
 
 EXPERIMENTS = (("base", 100), ("cand", 200), ("other", 300))
 HUGE = "9" * 40  # past any machine integer
@@ -33,27 +32,11 @@ CAMPAIGN = ["ratings", "campaign", "c1", "--store", "{store}", "--runs", "latest
 def built_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ...]]:
     """Three mock runs (experiments base@100, cand@200, other@300; the first tagged `nightly`)."""
     root = tmp_path_factory.mktemp("bad-cli") / "store"
-    ids = []
-    for seed, (experiment, step) in enumerate(EXPERIMENTS):
-        report = harness.evaluate(
-            model=f"mock:{seed}",
-            tasks=["harness_tone"],
-            limit=4,
-            store=root,
-            experiment=experiment,
-            step=step,
-            tags=["nightly"] if seed == 0 else [],
-            bootstrap_resamples=0,
-            use_cache=False,
-        )
-        ids.append(report.run_id)
-    return root, tuple(ids)
-
-
-@pytest.fixture
-def store(tmp_path: Path, built_store: tuple[Path, tuple[str, ...]]) -> tuple[Path, tuple[str, ...]]:
-    shutil.copytree(built_store[0], tmp_path / "store")
-    return tmp_path / "store", built_store[1]
+    runs = [
+        {"experiment": experiment, "step": step, "tags": ["nightly"] if seed == 0 else []}
+        for seed, (experiment, step) in enumerate(EXPERIMENTS)
+    ]
+    return root, mock_runs(root, runs)
 
 
 def _inputs(folder: Path) -> Path:
@@ -345,6 +328,10 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "ratings list missing store": (
         ["ratings", "list", "--store", "{inp}/no-store-here"],
         ["no results store", "no-store-here"],
+    ),
+    "leaderboard ratings-db missing": (
+        ["leaderboard", "--store", "{store}", "--ratings-db", "{inp}/nope.sqlite"],
+        ["--ratings-db", "nope.sqlite"],
     ),
     "ratings list db is a folder": (["ratings", "list", "--db", "{inp}/a-folder"], ["a-folder", "folder"]),
     # -- harness leaderboard (refused before Streamlit starts) --------------------------------------

@@ -8,61 +8,27 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import harness
 import harness.store.reader
 from harness.leaderboard.views import VIEWS_DIR
-from tests.test_bad_input import cli, snapshot
+from tests.test_bad_input import DAMAGE, cli, mock_runs, snapshot
 
 APP = Path(VIEWS_DIR).parent / "app.py"
 EXPERIMENTS = ("base", "cand", "other")
 
 
-def _garbage(path: Path) -> None:
-    path.write_bytes(b"not parquet " * 40)
-
-
-def _truncated(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-
-
-def _wrong_type(path: Path) -> None:
-    table = pq.read_table(path)
-    index = table.schema.get_field_index("step")
-    pq.write_table(table.set_column(index, "step", pa.array(["abc"] * table.num_rows)), path)
-
-
-DAMAGE: dict[str, Callable[[Path], None]] = {
-    "garbage": _garbage,
-    "truncated": _truncated,
-    "wrong-type": _wrong_type,
-}
-
-
 @pytest.fixture(scope="module")
 def built_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[str, ...]]:
     root = tmp_path_factory.mktemp("damaged") / "store"
-    ids = []
-    for seed, experiment in enumerate(EXPERIMENTS):
-        report = harness.evaluate(
-            model=f"mock:{seed}",
-            model_args={"name": f"mock-{experiment}"},
-            tasks=["harness_tone"],
-            limit=10,
-            store=root,
-            experiment=experiment,
-            bootstrap_resamples=0,
-            use_cache=False,
-        )
-        ids.append(report.run_id)
-    return root, tuple(ids)
+    runs = [
+        {"experiment": experiment, "model_args": {"name": f"mock-{experiment}"}} for experiment in EXPERIMENTS
+    ]
+    return root, mock_runs(root, runs, limit=10)
 
 
 def _app_warnings(app: AppTest) -> list[str]:

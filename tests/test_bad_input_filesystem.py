@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
-from tests.test_bad_input import snapshot
+from tests.test_bad_input import mock_runs, snapshot
 
 RUN = ["run", "--model", "mock:5", "--tasks", "harness_tone", "--limit", "10", "--quiet", "--no-cache"]
 TIMEOUT = 180
@@ -30,15 +29,7 @@ TIMEOUT = 180
 @pytest.fixture(scope="module")
 def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fs-refusals") / "store"
-    for seed in range(2):
-        harness.evaluate(
-            model=f"mock:{seed}",
-            tasks=["harness_tone"],
-            limit=10,
-            store=root,
-            bootstrap_resamples=0,
-            use_cache=False,
-        )
+    mock_runs(root, [{}, {}], limit=10)
     return root
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.adapters.mock import MockAdapter
 from harness.api import evaluate
+from harness.cache import RequestCache
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.requests import LoglikelihoodRequest, RollingLoglikelihoodRequest
@@ -209,3 +211,22 @@ def test_bad_shard_and_cache_input_exit_2_with_one_line(
     )
     assert code == 2 and err.count("\n") == 1 and "no request cache" in err
     assert not (tmp_path / "s" / "_harness_store.json").exists()  # nothing half-written: no run stored
+
+
+def test_merge_refuses_an_empty_shard_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["run", "--tasks", "harness_reading_mc", "--limit", "3", "--quiet", "--store", str(tmp_path / "s")]
+    done, crashed = tmp_path / "part-0.sqlite", tmp_path / "part-1.sqlite"
+    assert _run([*base, "--model", "mock:1", "--shard", "0/2", "--cache", str(done)], capsys)[0] == 0
+    # A shard that failed before its first answer leaves a cache with its model's label and no results;
+    # merging it would run that shard's whole share on the model.
+    with RequestCache(crashed) as cache:
+        cache.label(MockAdapter("1").fingerprint, "mock")
+    for order in ([done, crashed], [crashed, done]):
+        code, err = _run([*base, "--model", "mock:1", *[f"--cache={path}" for path in order]], capsys)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"cache {crashed} holds no answers: re-run its shard, or leave it out" in err
+    assert not (tmp_path / "s" / "_harness_store.json").exists()  # no run stored, nothing scored
+    # A shard run may still start from an empty cache of its own.
+    assert _run([*base, "--model", "mock:1", "--shard", "1/2", "--cache", str(crashed)], capsys)[0] == 0
+    code, err = _run([*base, "--model", "mock:1", "--cache", str(done), "--cache", str(crashed)], capsys)
+    assert code == 0, err

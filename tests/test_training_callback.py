@@ -10,11 +10,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 import harness.api
+from harness.distributed import is_sharded_model
 from harness.errors import HarnessError
 from harness.store import ResultStore
 from harness.training import EvaluationHook, HarnessCallback
 
 TASK = "harness_reading_mc"
+REFUSED = r"^FSDP-sharded models are not supported yet: "
 
 
 @pytest.fixture
@@ -95,6 +97,50 @@ def test_plain_hook_restores_training_mode(tmp_path: Path, tiny_model_dir: Path,
         EvaluationHook(TASK, store=tmp_path / "s")(model, 30)
 
 
+def test_fsdp_sharded_models_are_refused_before_any_forward(
+    tmp_path: Path, tiny_model_dir: Path, no_reload: None
+) -> None:
+    # Real FSDP wrappers cannot be built without a process group, so these models carry FSDP's marks by
+    # hand: FSDP1's `_fsdp_wrapped_module` submodule, and FSDP2's class swap, which `fully_shard` does
+    # itself (`module.__class__` becomes a subclass of FSDPModule and the module's own class).
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert not is_sharded_model(model)
+
+    def forward_called(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an FSDP model must be refused before its first forward")
+
+    class Fsdp1Wrapper(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self._fsdp_wrapped_module = inner
+
+        @property
+        def module(self) -> torch.nn.Module:  # as FSDP1's: the hook's unwrapping would peel it off
+            return self._fsdp_wrapped_module
+
+    model.forward = forward_called
+    hook = EvaluationHook([TASK], tokenizer=tokenizer, store=tmp_path / "s", limit=2)
+    root_wrapped = Fsdp1Wrapper(model)
+    assert is_sharded_model(root_wrapped)
+    with pytest.raises(HarnessError, match=REFUSED):
+        hook(root_wrapped, 1)
+    model.model.layers[0] = Fsdp1Wrapper(model.model.layers[0])  # one layer wrapped, as auto-wrapping does
+    with pytest.raises(HarnessError, match=REFUSED):
+        hook(model, 2)
+    with pytest.raises(HarnessError, match=REFUSED):
+        harness.api.evaluate(model, TASK, tokenizer=tokenizer, store=tmp_path / "s", limit=2)
+    assert not (tmp_path / "s" / "_harness_store.json").exists()
+
+    import torch.distributed.fsdp as fsdp
+
+    if not hasattr(fsdp, "FSDPModule"):
+        return  # a torch before FSDP2
+    layer = torch.nn.Linear(2, 2)
+    layer.__class__ = type("FSDPLinear", (fsdp.FSDPModule, torch.nn.Linear), {})
+    assert is_sharded_model(torch.nn.Sequential(layer)) and not is_sharded_model(torch.nn.Linear(2, 2))
+
+
 # Run by torchrun on two CPU ranks: a DDP Trainer whose callback logs through the trainer to TensorBoard.
 DDP_TRAINING_SCRIPT = """
 import json
@@ -129,6 +175,9 @@ print(json.dumps({
     "stored": [report.store is not None for report in callback.reports],
     "scores": [{s.metric: s.value for s in report.scores} for report in callback.reports],
 }))
+# As a DDP script ends: leaving with the process group alive lets gloo's threads abort at exit.
+dist.barrier()
+dist.destroy_process_group()
 """
 
 

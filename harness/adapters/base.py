@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from harness.errors import HarnessError
 from harness.requests import (
     GenerationRequest,
     GenerationResult,
@@ -60,3 +61,12 @@ class ChatTemplateAdapter(Protocol):
         """The turns as one prompt string; without a generation prompt the last (assistant) turn is
         continued instead of closed."""
         ...
+
+
+def refuse_unknown_model_args(adapter: str, model_args: Mapping[str, str], known: frozenset[str]) -> None:
+    """Raises one HarnessError line naming the first `--model-args` key `known` lacks, and the known ones."""
+    unknown = sorted(set(model_args) - known)
+    if unknown:
+        raise HarnessError(
+            f"{adapter} adapter: unknown --model-args key '{unknown[0]}' (known: {', '.join(sorted(known))})"
+        )

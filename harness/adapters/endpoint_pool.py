@@ -70,7 +70,6 @@ class _Attempt:
     data: bytes = b""
     retry_after: str | None = None
     failure: str = ""
-    refused: bool = False
 
 
 def server_message(data: bytes) -> str:
@@ -152,7 +151,7 @@ class Endpoint:
         try:
             status, data, retry_after = self._send(path, payload, headers)
         except ConnectionRefusedError:
-            return _Attempt(0, failure="cannot reach the server (connection refused)", refused=True)
+            return _Attempt(0, failure="cannot reach the server (connection refused)")
         except socket.gaierror as exc:
             raise self.error(f"cannot resolve host '{self.host}' ({exc.strerror})") from None
         except TimeoutError:
@@ -228,7 +227,11 @@ class EndpointPool:
             return moved
 
     def post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """The decoded JSON reply; 429, 5xx, timeouts and dropped connections are retried with backoff."""
+        """The decoded JSON reply; 429, 5xx, timeouts, dropped and refused connections are retried.
+
+        Refusals are retried because a lone server that is restarting, or the last of a pool whose others are
+        out, refuses for a few seconds and then serves again.
+        """
         settings = self.settings
         payload = json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -259,8 +262,6 @@ class EndpointPool:
                 raise RejectedRequest(endpoint.error(message).args[0], status)
             if moved:
                 continue  # another endpoint takes it at once; no retry is spent
-            if attempt.refused:
-                raise endpoint.error(attempt.failure)
             if retries >= settings.max_retries:
                 raise endpoint.error(
                     f"{path} failed after {settings.max_retries + 1} attempts; last: {attempt.failure}"

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from harness.adapters.base import ProgressCallback
+from harness.adapters.base import ProgressCallback, refuse_unknown_model_args
 from harness.adapters.endpoint_pool import (
     Cancelled,
     EndpointPool,
@@ -100,10 +100,7 @@ def _base_url(base_url: str) -> str:
 
 
 def parse_settings(target: str, model_args: Mapping[str, str]) -> ServerSettings:
-    unknown = sorted(set(model_args) - MODEL_ARGS)
-    if unknown:
-        known = ", ".join(sorted(MODEL_ARGS))
-        raise HarnessError(f"openai adapter: unknown --model-args key '{unknown[0]}' (known: {known})")
+    refuse_unknown_model_args("openai", model_args, MODEL_ARGS)
     if not target:
         raise HarnessError("openai adapter needs a model name: --model openai:MODEL")
     # No default server: evaluation prompts are never sent to a paid API that nobody named.

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.adapters.base import ProgressCallback
+from harness.adapters.base import ProgressCallback, refuse_unknown_model_args
 from harness.adapters.hf import _file_fingerprint, _rolling_windows
 from harness.errors import HarnessError
 from harness.requests import (
@@ -77,10 +77,7 @@ def _flag(args: Mapping[str, str], key: str, default: bool) -> bool:
 
 
 def parse_settings(target: str, model_args: Mapping[str, str]) -> VLLMSettings:
-    unknown = sorted(set(model_args) - MODEL_ARGS)
-    if unknown:
-        known = ", ".join(sorted(MODEL_ARGS))
-        raise HarnessError(f"vllm adapter: unknown --model-args key '{unknown[0]}' (known: {known})")
+    refuse_unknown_model_args("vllm", model_args, MODEL_ARGS)
     if not target:
         raise HarnessError("vllm adapter needs a model: --model vllm:MODEL_DIR_OR_NAME")
     dtype = model_args.get("dtype", "auto")

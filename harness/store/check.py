@@ -175,7 +175,11 @@ def _pack_findings(root: Path, packs: PackSet, now: float, limit: float) -> list
         folder = root / table
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             pack_id = pack_id_of(path.name)
-            if pack_id is not None and pack_id not in named and _age(path, now) >= limit:
+            if pack_id in packs.damaged_ids:
+                # Committed by the damaged manifest, maybe the only copy of its runs' rows: it goes
+                # aside with the manifest (never left behind as an orphan a compaction would remove).
+                findings.append(StoreFinding("damaged", path, "its manifest is damaged"))
+            elif pack_id is not None and pack_id not in named and _age(path, now) >= limit:
                 findings.append(StoreFinding("orphaned", path, "no manifest: its compaction never committed"))
     return findings
 

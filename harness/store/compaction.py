@@ -23,6 +23,7 @@ its other rows in the pack. Nothing is deleted that a committed pack does not ho
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -57,6 +58,7 @@ __all__ = ["DEFAULT_GRACE_S", "DEFAULT_RUNS_PER_PACK", "CompactionResult", "comp
 DEFAULT_RUNS_PER_PACK = 1000
 DEFAULT_GRACE_S = 5.0
 LOCK_NAME = "lock"
+FLOCK_NAME = ".lock.flock"  # never removed: removing a lock file others may hold open defeats it
 _BATCH = 200  # loose parts read (and written as one row group) at a time: bounds memory
 
 
@@ -100,7 +102,25 @@ def _locked(root: Path) -> Iterator[None]:
     """Hold `_compaction/lock` (created exclusively); a lock whose process is gone is taken over."""
     directory = root / MANIFEST_DIR
     directory.mkdir(exist_ok=True)
-    lock = directory / LOCK_NAME
+    # The kernel's advisory lock serialises compactions on this machine, the take-over of a dead
+    # holder's lock file below included (two compactions that both found it dead would otherwise both
+    # run); it is released when the process ends however it ends. The lock file itself says who holds
+    # it, and keeps out compactions that do not share this kernel's locks.
+    gate = open(directory / FLOCK_NAME, "a")  # noqa: SIM115 - held open for the whole compaction
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        gate.close()
+        raise HarnessError(f"another compaction of {root} is running") from None
+    try:
+        with _lock_file(root, directory / LOCK_NAME):
+            yield
+    finally:
+        gate.close()
+
+
+@contextlib.contextmanager
+def _lock_file(root: Path, lock: Path) -> Iterator[None]:
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
     for _ in range(2):
         try:
@@ -147,7 +167,7 @@ def _finish_earlier(root: Path, packs: PackSet) -> int:
         # The files first: while the manifest is there, they are known to be replaced.
         removed += sum(_remove(pack.path(root, table)) for table in PACKED_TABLES)
         removed += _remove(manifest_path(root, pack.pack_id))
-    named = {pack.pack_id for pack in (*packs.live, *packs.replaced)}
+    named = {pack.pack_id for pack in (*packs.live, *packs.replaced)} | packs.damaged_ids
     for table in PACKED_TABLES:
         for name in _names(root / table):
             pack_id = pack_id_of(name)
@@ -271,7 +291,15 @@ def compact_store(
 
 def _compact_locked(path: Path, runs_per_pack: int, grace_s: float) -> tuple[list[str], int, int]:
     """Steps 2 to 5 above, with the lock held: the packs committed, runs packed, files removed."""
-    removed = _finish_earlier(path, read_pack_set(path))
+    found = read_pack_set(path)
+    if found.damaged:
+        # Its pack may hold the only copy of its runs: nothing is merged or removed until it is dealt with.
+        name, _, reason = found.damaged[0].partition(": ")
+        raise HarnessError(
+            f"cannot compact {path}: the manifest {path / MANIFEST_DIR / name} is damaged ({reason}); "
+            f"`harness store check --store {path} --repair` moves it and its pack aside"
+        )
+    removed = _finish_earlier(path, found)
     # Runs parts first: every other part of a run listed here is already written.
     listed = [run_id_of(name) for _, name, _, _ in part_entries(path, "runs")]
     packs = read_pack_set(path)

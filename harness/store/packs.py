@@ -104,6 +104,9 @@ class PackSet:
     live: tuple[Pack, ...] = ()
     replaced: tuple[Pack, ...] = ()
     damaged: tuple[str, ...] = ()  # manifests that could not be read: `name: reason`
+    # The pack ids those manifests are named for: their files are committed (and may hold the only
+    # copy of their runs' rows), so nothing may treat them as a killed compaction's leftovers.
+    damaged_ids: frozenset[str] = frozenset()
     _packed: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def packed(self, table: str) -> frozenset[str]:
@@ -134,6 +137,7 @@ def read_pack_set(root: str | Path) -> PackSet:
     )
     packs: list[Pack] = []
     damaged: list[str] = []
+    damaged_ids: set[str] = set()
     for name in names:
         path = os.path.join(directory, name)
         pack = _PARSED.get(path)
@@ -144,6 +148,7 @@ def read_pack_set(root: str | Path) -> PackSet:
                 continue
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
                 damaged.append(f"{name}: {type(error).__name__}: {error}")
+                damaged_ids.add(name[len(MANIFEST_PREFIX) : -len(MANIFEST_SUFFIX)])
                 continue
             _PARSED[path] = pack
         packs.append(pack)
@@ -152,4 +157,5 @@ def read_pack_set(root: str | Path) -> PackSet:
         live=tuple(pack for pack in packs if pack.pack_id not in replaced_ids),
         replaced=tuple(pack for pack in packs if pack.pack_id in replaced_ids),
         damaged=tuple(damaged),
+        damaged_ids=frozenset(damaged_ids),
     )

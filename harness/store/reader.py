@@ -44,7 +44,7 @@ from harness.store.layout import (
     validate_store,
 )
 from harness.store.location import dataset_paths, is_dir, is_file, is_remote, list_files, uri
-from harness.store.packs import PackSet, pack_id_of, read_pack_set
+from harness.store.packs import MANIFEST_DIR, PackSet, pack_id_of, read_pack_set
 
 __all__ = [
     "DamagedPartWarning",
@@ -299,6 +299,8 @@ def _plan(root: str | Path, table: str, keys: Sequence[str] | None) -> tuple[lis
     directory = os.path.join(uri(root), table)
     loose = [path for path in (os.path.join(directory, name) for name in names) if is_file(path)]
     packs = read_pack_set(root) if table in _LISTED_TABLES else PackSet()
+    for item in packs.damaged:  # the runs it commits are missing from this read: say so, once
+        warn_damaged(root, MANIFEST_DIR, item)
     packed = packs.packed(table)
     if packed:
         loose = [path for path in loose if run_id_of(os.path.basename(path)) not in packed]
@@ -421,6 +423,9 @@ def _load_listed(listing: StoreListing) -> StoreData:
         for run_id in sorted(run_ids - with_scores)
     ]
     problems += [f"Skipped an unreadable scores part, {item}" for item in bad_scores]
+    for item in listing.packs.damaged:
+        warn_damaged(root, MANIFEST_DIR, item)
+        problems.append(f"Skipped a damaged pack manifest, {item}: the runs it commits are not shown")
     return StoreData(
         root=root,
         runs=runs,

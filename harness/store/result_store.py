@@ -186,8 +186,10 @@ class ResultStore:
             if is_file(os.path.join(self.location, "runs", part_name(run.run_id))) or run.run_id in packed:
                 raise HarnessError(f"run {run.run_id} already exists in results store {self.location}")
             for table, data in (("samples", samples_table), ("scores", scores_table), ("runs", runs_table)):
-                write_part(self.location, table, run.run_id, data)
+                # Listed before the write: a write that lands and then fails (the folder's fsync, an
+                # upload the server completed after the client gave up) is taken back too.
                 written.append(os.path.join(self.location, table, part_name(run.run_id)))
+                write_part(self.location, table, run.run_id, data)
         except (OSError, HarnessError) as error:
             # A full disk, a read-only store, an object store that refused: take back the parts
             # already written (each part's own temp file is gone already), so the store holds the

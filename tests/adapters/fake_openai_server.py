@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 TOKEN_PATTERN = re.compile(r"\s*\S+|\s+")
 # The one alternative every top_logprobs list offers: a token is greedy when it beats this.
@@ -74,7 +74,56 @@ def prompt_logprobs(text: str) -> list[dict[str, dict[str, Any]] | None]:
     return entries
 
 
-class FakeOpenAIServer:
+class LoopbackServer:
+    """A threaded HTTP server on a free 127.0.0.1 port: `_listen` binds it, the `with` block serves, and
+    `base_url` is its OpenAI-style `/v1` root. The fake servers of these tests build on it."""
+
+    _server: ThreadingHTTPServer
+    _thread: threading.Thread
+    _listening: bool
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler], *, listening: bool = True) -> None:
+        """With `listening=False` the port is bound, so it is known and no one else takes it, but refuses
+        connections, as a server still starting up does, until `listen()`."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
+        try:
+            self._server.server_bind()
+            if listening:
+                self._server.server_activate()
+        except BaseException:
+            self._server.server_close()
+            raise
+        self._server.daemon_threads = True
+        self._listening = listening
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def listen(self) -> None:
+        """Start listening and serving, inside the `with` block of a server made with `listening=False`."""
+        self._server.server_activate()
+        self._listening = True
+        self._thread.start()
+
+    def __enter__(self) -> Self:
+        if self._listening:
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        served = self._thread.ident is not None
+        if served:
+            self._server.shutdown()
+        self._server.server_close()
+        if served:
+            self._thread.join(timeout=5)
+
+
+class FakeOpenAIServer(LoopbackServer):
     """`with FakeOpenAIServer() as server:` serves on `server.base_url` until the block ends."""
 
     def __init__(
@@ -86,6 +135,7 @@ class FakeOpenAIServer:
         slow_seconds: float = 2.0,
         honor_stop: bool = True,
         retry_after: str | None = None,
+        listening: bool = True,
     ) -> None:
         self.script: deque[str] = deque(script)
         self.api_key = api_key
@@ -96,29 +146,14 @@ class FakeOpenAIServer:
         self.requests: list[tuple[str, dict[str, Any], str | None]] = []  # (path, body, Authorization)
         self.in_flight = 0
         self.max_in_flight = 0
+        # (start, end) of each POST on the monotonic clock: what was in flight at once across servers.
+        self.spans: list[tuple[float, float]] = []
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._listen(_handler_class(self), listening=listening)
 
     def posts(self, path: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [body for p, body, _ in self.requests if path is None or p.endswith(path)]
-
-    def __enter__(self) -> FakeOpenAIServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def next_action(self) -> str:
         with self.lock:
@@ -176,6 +211,7 @@ def _handler_class(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 server.requests.append((self.path, body, self.headers.get("Authorization")))
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                started = time.monotonic()
             try:
                 self._serve(body)
             except (BrokenPipeError, ConnectionResetError):
@@ -183,6 +219,7 @@ def _handler_class(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 with server.lock:
                     server.in_flight -= 1
+                    server.spans.append((started, time.monotonic()))
 
         def _serve(self, body: dict[str, Any]) -> None:
             action = server.next_action()

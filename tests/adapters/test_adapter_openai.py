@@ -172,7 +172,9 @@ def test_slow_replies_time_out_and_are_retried() -> None:
     with FakeOpenAIServer(["slow"], slow_seconds=1.5) as server:
         started = time.perf_counter()
         (result,) = _adapter(server, timeout="0.2").generate([GenerationRequest("x")])
-        assert time.perf_counter() - started < 1.2 and result.text
+        # The slow reply was given up on (a retry got the answer) rather than waited for.
+        assert result.text and len(server.posts()) == 2
+        assert time.perf_counter() - started < 1.5
         server.script.append("slow")
         with pytest.raises(HarnessError, match=r"no reply within 0\.2 s"):
             _adapter(server, timeout="0.2", max_retries="0").generate([GenerationRequest("x")])
@@ -210,12 +212,16 @@ def test_a_failure_reports_the_requests_that_had_finished() -> None:
     assert caught.value.completed == expected
 
 
-def test_an_unreachable_server_fails_at_once() -> None:
-    adapter = load_openai_adapter("m", {"base_url": f"http://127.0.0.1:{_free_port()}/v1"})
-    started = time.perf_counter()
-    with pytest.raises(HarnessError, match="cannot reach the server"):
+def test_an_unreachable_server_is_one_clear_error_after_its_retries() -> None:
+    # A refused connection is retried (a server may be restarting), then reported in one line.
+    arguments = {
+        "base_url": f"http://127.0.0.1:{_free_port()}/v1",
+        "max_retries": "2",
+        "retry_backoff": "0.01",
+    }
+    adapter = load_openai_adapter("m", arguments)
+    with pytest.raises(HarnessError, match=r"after 3 attempts.*cannot reach the server"):
         adapter.generate([GenerationRequest("x")])
-    assert time.perf_counter() - started < 2
 
 
 def test_base_url_and_key_come_from_arguments_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import torch
 import transformers
 
+from tests.adapters.fake_openai_server import LoopbackServer
 
-class TinyModelServer:
+
+class TinyModelServer(LoopbackServer):
     """`with TinyModelServer(model_dir) as server:` serves the model on `server.base_url`."""
 
     def __init__(self, model_dir: Path, *, prompt_logprobs: bool = True, echo: bool = True) -> None:
@@ -37,24 +38,7 @@ class TinyModelServer:
         self.supports_echo = echo
         self.bodies: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> TinyModelServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._listen(_handler_class(self))
 
     # -- the model -------------------------------------------------------------------------------------
 

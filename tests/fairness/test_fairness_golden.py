@@ -80,7 +80,7 @@ def test_parity_metrics_equal_fairlearn(seed: int) -> None:
     assert abs(result.overall.selection_rate.value - frame.overall["selection"]) <= TOLERANCE
 
 
-def _choice_outcomes(y_true: np.ndarray, y_pred: np.ndarray) -> list[SampleOutcome]:
+def choice_outcomes(y_true: np.ndarray, y_pred: np.ndarray) -> list[SampleOutcome]:
     """Two-choice outcomes whose argmax is y_pred and whose gold is y_true."""
     return [
         SampleOutcome(
@@ -100,7 +100,7 @@ def _choice_outcomes(y_true: np.ndarray, y_pred: np.ndarray) -> list[SampleOutco
 def test_metric_frame_equals_fairlearn(seed: int, metric_name: str, reference: Callable[..., float]) -> None:
     y_true, y_pred, groups = _classification_data(seed)
     metric = get_metric(metric_name)
-    stats = statistics_matrix(metric, _choice_outcomes(y_true, y_pred))
+    stats = statistics_matrix(metric, choice_outcomes(y_true, y_pred))
     frame = group_metric_frame(metric, stats, group_design(list(groups)), bootstrap_resamples=0)
     expected = MetricFrame(metrics=reference, y_true=y_true, y_pred=y_pred, sensitive_features=groups)
     assert abs(frame.overall.value - float(expected.overall)) <= TOLERANCE

@@ -13,7 +13,8 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from harness.fairness import Decisions, field_designs, group_metric_frame, group_scores
 from harness.fairness.scores import signature_settings
-from harness.metrics import SampleOutcome, Score, get_metric, statistics_matrix
+from harness.metrics import Score, get_metric, statistics_matrix
+from tests.fairness.test_fairness_golden import choice_outcomes
 
 TOLERANCE = 1e-12
 
@@ -32,18 +33,6 @@ def _data(seed: int, n: int = 600) -> tuple[np.ndarray, np.ndarray, dict[str, np
     return y_true.astype(int), y_pred.astype(int), {"gender": gender, "age": age, "language": language}
 
 
-def _outcomes(y_true: np.ndarray, y_pred: np.ndarray) -> list[SampleOutcome]:
-    return [
-        SampleOutcome(
-            "multiple_choice",
-            gold=int(t),
-            choices=("0", "1"),
-            choice_logprobs=(-1.0, -2.0) if p == 0 else (-2.0, -1.0),
-        )
-        for t, p in zip(y_true, y_pred, strict=True)
-    ]
-
-
 @pytest.mark.parametrize(
     ("seed", "metric_name", "reference", "fields"),
     [
@@ -58,7 +47,7 @@ def test_every_design_equals_fairlearn_metric_frame(
 ) -> None:
     y_true, y_pred, columns = _data(seed)
     metric = get_metric(metric_name)
-    stats = statistics_matrix(metric, _outcomes(y_true, y_pred))
+    stats = statistics_matrix(metric, choice_outcomes(y_true, y_pred))
     designs = field_designs({name: list(columns[name]) for name in fields}, min_group_size=1)
     assert [fd.fields for fd in designs][: len(fields)] == [(name,) for name in fields]
     assert len(designs) == 2 ** len(fields) - 1  # every non-empty combination of fields
@@ -103,7 +92,7 @@ def _by_name(scores: list[Score]) -> dict[str, Score]:
 def test_rows_name_fields_intersections_and_the_worst_intersection() -> None:
     y_true, y_pred, columns = _data(5)
     acc = get_metric("acc")
-    stats = statistics_matrix(acc, _outcomes(y_true, y_pred))
+    stats = statistics_matrix(acc, choice_outcomes(y_true, y_pred))
     groups = {"gender": list(columns["gender"]), "age": list(columns["age"])}
     scores = _by_name(group_scores([acc], [stats], groups, bootstrap_resamples=50, permutations=50))
     for name in (

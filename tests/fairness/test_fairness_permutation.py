@@ -4,7 +4,6 @@ each shuffled labelling), near uniform when groups do not differ, and Holm's cor
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -135,7 +134,6 @@ def test_parity_p_values_equal_a_direct_permutation_with_fairlearn(seed: int) ->
 
 def test_p_values_are_near_uniform_when_groups_do_not_differ() -> None:
     trials, below = 240, {"difference": 0, "ratio": 0, "dp": 0, "eo": 0, "group": 0}
-    started = time.perf_counter()
     acc = get_metric("acc")
     for trial in range(trials):
         y_true, y_pred, groups = _data(1000 + trial, gap=0.0, n=120)
@@ -150,11 +148,9 @@ def test_p_values_are_near_uniform_when_groups_do_not_differ() -> None:
         below["dp"] += parity.p_values["dp_difference"] < 0.05
         below["eo"] += parity.p_values["eo_difference"] < 0.05
         below["group"] += min(frame.group_p_holm.values()) < 0.05
-    elapsed = time.perf_counter() - started
     for name, count in below.items():
         assert count / trials <= 0.06, (name, count)
     assert below["difference"] >= 2  # not a test that can never reject
-    assert elapsed < 60, elapsed
 
 
 def test_a_real_gap_is_significant() -> None:

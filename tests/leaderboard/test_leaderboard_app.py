@@ -52,7 +52,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _app(store: Path, page: str | None = None) -> AppTest:
+def open_app(store: Path, page: str | None = None) -> AppTest:
+    """The app run on `store`, then on `views/<page>` when given; it must raise nothing."""
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.session_state[STORE_KEY] = str(store)
     app.run()
@@ -84,7 +85,7 @@ def test_every_registered_page_has_its_script() -> None:
 
 
 def test_leaderboard_page(store: Path) -> None:
-    app = _app(store)
+    app = open_app(store)
     assert app.title[0].value == "Leaderboard"
     table = app.dataframe[0].value
     assert set(table["model"]) == {"mock-alpha", "mock-beta"}
@@ -110,14 +111,14 @@ def test_leaderboard_page(store: Path) -> None:
 
 
 def test_leaderboard_offers_csv_download(store: Path) -> None:
-    app = _app(store)
+    app = open_app(store)
     buttons = app.get("download_button")
     assert len(buttons) == 1
     assert "Download CSV" in str(buttons[0].proto)
 
 
 def test_trends_page(store: Path) -> None:
-    app = _app(store, "trends.py")
+    app = open_app(store, "trends.py")
     app.selectbox(key="trend_task").set_value("harness_reading_mc").run()
     app.selectbox(key="trend_metric").set_value("acc").run()
     assert not app.exception
@@ -130,7 +131,7 @@ def test_trends_page(store: Path) -> None:
 
 
 def test_compare_page(store: Path) -> None:
-    app = _app(store, "compare.py")
+    app = open_app(store, "compare.py")
     differences = app.dataframe[0].value
     assert {"task", "metric", "difference", "ci_low", "ci_high", "verdict"} <= set(differences.columns)
     # Every task × metric of the built-in suite is paired; derived scores (if stored) are not.
@@ -148,7 +149,7 @@ def test_compare_page(store: Path) -> None:
 
 
 def test_samples_page(store: Path) -> None:
-    app = _app(store, "samples.py")
+    app = open_app(store, "samples.py")
     app.selectbox(key="smp_task").set_value("harness_reading_mc").run()
     app.selectbox(key="smp_metric").set_value("acc").run()
     everything = app.dataframe[0].value
@@ -164,7 +165,7 @@ def test_samples_page(store: Path) -> None:
 
 
 def test_fairness_page(store: Path) -> None:
-    app = _app(store, "fairness.py")
+    app = open_app(store, "fairness.py")
     # Only harness_facts_qa has a group field (its question category).
     assert app.selectbox(key="fair_task").value == "harness_facts_qa"
     table = app.dataframe[0].value
@@ -175,7 +176,7 @@ def test_fairness_page(store: Path) -> None:
 
 
 def test_run_details_page(store: Path) -> None:
-    app = _app(store, "run_details.py")
+    app = open_app(store, "run_details.py")
     provenance = app.json[0].value
     assert json.loads(provenance)["adapter"] == "mock"
     fields = app.dataframe[0].value.set_index("field")["value"]
@@ -187,7 +188,7 @@ def test_run_details_page(store: Path) -> None:
 def test_new_runs_appear_without_restart(tmp_path: Path) -> None:
     root = tmp_path / "store"
     _evaluate(root, "mock-first", "5", "late", 1)
-    app = _app(root)
+    app = open_app(root)
     assert app.dataframe[0].value["model"].tolist() == ["mock-first"]
     _evaluate(root, "mock-second", "6", "late", 2)
     app.run()
@@ -197,8 +198,10 @@ def test_new_runs_appear_without_restart(tmp_path: Path) -> None:
 @pytest.mark.parametrize("page", [page.script for page in PAGES])
 def test_bad_stores_are_explained_on_every_page(tmp_path: Path, page: str) -> None:
     missing = tmp_path / "missing"
-    app = _app(missing, page)
+    app = open_app(missing, page)
     assert "There is no results store" in _texts(app)
+    if page.startswith("rate_"):  # raters see it before signing in: no path of the server's
+        assert str(tmp_path) not in _texts(app)
     newer = tmp_path / "newer"
     newer.mkdir()
     (newer / MARKER_NAME).write_text(json.dumps({"schema_version": 99, "format": "harness-store"}))
@@ -217,7 +220,7 @@ def test_run_with_missing_samples_keeps_the_rest_working(tmp_path: Path) -> None
     broken = _evaluate(root, "mock-broken", "7", "x", 1)
     _evaluate(root, "mock-fine", "8", "x", 2)
     (root / "samples" / f"part-{broken}.parquet").unlink()
-    app = _app(root)
+    app = open_app(root)
     assert sorted(app.dataframe[0].value["model"]) == ["mock-broken", "mock-fine"]
     app.switch_page("views/samples.py").run()
     app.selectbox(key="smp_run").set_value(broken).run()
@@ -234,7 +237,7 @@ def test_run_with_missing_samples_keeps_the_rest_working(tmp_path: Path) -> None
 
 
 def test_the_store_is_fixed_at_launch(store: Path) -> None:
-    app = _app(store)
+    app = open_app(store)
     assert not [box for box in app.sidebar.text_input]  # no path box a visitor could point elsewhere
     assert any(caption.value == "Results store: store" for caption in app.sidebar.caption)
     assert str(store.parent) not in str([caption.value for caption in app.sidebar.caption])
@@ -251,7 +254,7 @@ def test_a_private_app_asks_for_a_viewer_token(
     monkeypatch.setenv(PRIVATE_ENV, "1")
     db = RatingsDB.for_store(store)
     viewer = db.add_viewer(f"viewer for {page}").token
-    app = _app(store, page)
+    app = open_app(store, page)
     assert not app.dataframe and not app.json  # no results before signing in
     assert "results on this server are private" in _results_texts(app)
     assert "mock-alpha" not in str([str(node.proto) for node in app.main])
@@ -315,7 +318,7 @@ def test_user_text_on_the_results_pages_is_shown_as_text(tmp_path: Path) -> None
     ResultStore(root).write_run(run, [score], [sample])
     live = re.compile(r"(?<!\\)\]\((?:http|//)|(?<!\\)<img")
     for page in ("samples.py", "run_details.py"):
-        app = _app(root, page)
+        app = open_app(root, page)
         shown = [
             str(element.value)
             for kind in ("markdown", "caption", "info", "warning")

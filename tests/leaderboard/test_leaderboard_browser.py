@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 import harness
+from benchmarks.screenshot_leaderboard import CHROMEDRIVER, CHROMIUM, chromium, serve_leaderboard
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 MODELS = ("mock-alpha", "mock-beta", "mock-gamma")
 TASKS = ("harness_prose_ppl", "harness_reading_mc", "harness_tone", "harness_facts_qa")
 START_TIMEOUT = 40.0
@@ -32,12 +27,6 @@ pytestmark = pytest.mark.skipif(
     not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -55,40 +44,15 @@ def served_store(tmp_path: Path) -> Iterator[str]:
             bootstrap_resamples=100,
             use_cache=False,
         )
-    port = _free_port()
-    # No --address: the server must listen on loopback by default (see `_listening_addresses`).
-    command = [sys.executable, "-m", "harness.cli", "leaderboard", "--store", str(store), "--port", str(port)]
-    command += ["--headless"]
-    # No file watcher: nothing edits the app during the test, and it would cost CPU.
-    environment = {**os.environ, "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                    if reply.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"the leaderboard server did not start:\n{(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        # The command execs into Streamlit, so this pid is the server itself; its session holds nothing else.
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
-        log.close()
+    with ExitStack() as stack:
+        try:
+            # No --address: the server must listen on loopback by default (see `_listening_addresses`).
+            url = stack.enter_context(
+                serve_leaderboard(store, tmp_path / "server.log", address=None, timeout=START_TIMEOUT)
+            )
+        except RuntimeError as error:
+            pytest.fail(str(error))
+        yield url
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -113,28 +77,9 @@ def test_the_server_listens_on_loopback_only(served_store: str) -> None:
 
 
 def test_leaderboard_renders_in_headless_chromium(served_store: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--window-size=1500,900",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    try:
+    with chromium(tmp_path / "chromium-profile", (1500, 900), exact_viewport=False) as driver:
         driver.get(served_store)
         deadline = time.monotonic() + RENDER_TIMEOUT
         table_text = ""
@@ -149,8 +94,6 @@ def test_leaderboard_renders_in_headless_chromium(served_store: str, tmp_path: P
         time.sleep(0.5)  # let the grid finish painting before the screenshot
         shot = tmp_path / "leaderboard.png"
         assert driver.save_screenshot(str(shot))
-    finally:
-        driver.quit()
     assert heading == "Leaderboard"
     assert all(model in table_text for model in MODELS), table_text[:500]
     # The grid renders only the columns in view; at least the first task's must be there.

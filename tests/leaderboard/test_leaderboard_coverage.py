@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 import harness
 from harness.compare import REPORT_COLUMNS
@@ -32,8 +31,6 @@ from harness.leaderboard.sample_output import option_texts, sample_output
 from harness.leaderboard.samples_view import sample_table
 from harness.leaderboard.score_chart import score_chart_spec
 from harness.leaderboard.synthetic import generate_store, task_names
-from harness.leaderboard.ui import STORE_KEY
-from harness.leaderboard.views import VIEWS_DIR
 from harness.leaderboard.views.leaderboard import csv_bytes
 from harness.ratings import RatingsDB, export_ratings, load_rubric, plan_campaign, read_ratings
 from harness.store import (
@@ -45,10 +42,8 @@ from harness.store import (
     load_samples,
     load_store,
 )
+from tests.leaderboard.test_leaderboard_app import open_app
 from tests.ratings.test_ratings_support import RUBRIC_PATH, two_run_store
-
-APP = VIEWS_DIR.parent / "app.py"
-TIMEOUT = 30
 
 
 def _score(run_id: str, task: str, value: float, metric: str = "acc", higher: bool = True) -> ScoreRecord:
@@ -239,19 +234,9 @@ def test_csv_has_the_human_rating_columns(rated_store: Path) -> None:
     assert {"qa", "qa ci_low", "qa ci_high", TIER, TASK_COUNT} <= set(frame.columns)
 
 
-def _page(store: Path, script: str | None = None) -> AppTest:
-    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    app.session_state[STORE_KEY] = str(store)
-    app.run()
-    if script is not None:
-        app.switch_page(f"views/{script}").run()
-    assert not app.exception, [exception.value for exception in app.exception]
-    return app
-
-
 def test_page_blanks_arrows_coverage_and_views(tmp_path: Path) -> None:
     _mixed_store(tmp_path / "store")
-    app = _page(tmp_path / "store")
+    app = open_app(tmp_path / "store")
     grid = app.dataframe[0]
     assert grid.proto.placeholder == ""  # missing values show as blank cells, never "None"
     assert grid.value["run_id"].tolist() == ["full-1", "full-2"]
@@ -277,7 +262,7 @@ def test_page_blanks_arrows_coverage_and_views(tmp_path: Path) -> None:
 
 def test_compare_page_marks_and_markdown(tmp_path: Path) -> None:
     _mixed_store(tmp_path / "store")
-    app = _page(tmp_path / "store", "compare.py")
+    app = open_app(tmp_path / "store", "compare.py")
     table = app.dataframe[0].value
     assert list(table.columns[:4]) == ["mark", "task", "metric", "better"]
     assert set(table["mark"]) <= {"✅", "❌", "➖"} and set(table["better"]) == {"↑"}

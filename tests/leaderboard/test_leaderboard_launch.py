@@ -4,16 +4,13 @@ line, no telemetry and no first-run e-mail prompt (nothing written to ~/.streaml
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from benchmarks.screenshot_leaderboard import free_port, serve
 from harness.cli import main
 from harness.leaderboard_command import STREAMLIT_ENVIRONMENT, streamlit_command
 
@@ -62,17 +59,11 @@ def test_bad_launch_arguments_exit_2_with_one_line(
     assert message in err.strip().splitlines()[-1]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_first_launch_asks_nothing_and_writes_nothing_home(tmp_path: Path) -> None:
     """Not headless, with a fresh home: Streamlit would ask for an e-mail and record a machine id."""
     home = tmp_path / "home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     environment = {
         **{key: value for key, value in os.environ.items() if not key.startswith("STREAMLIT_")},
         "HOME": str(home),
@@ -80,33 +71,19 @@ def test_a_first_launch_asks_nothing_and_writes_nothing_home(tmp_path: Path) -> 
         "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
     }
     command = [sys.executable, "-m", "harness.cli", "leaderboard", "--store", str(tmp_path / "store")]
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdin=subprocess.PIPE,  # an e-mail prompt would wait here for ever
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=environment,
-        start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                    if reply.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"the server did not start:\n{(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.2)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=10)
-        log.close()
+        # stdin is a pipe: an e-mail prompt would wait there for ever.
+        with serve(
+            [*command, "--port", str(port)],
+            tmp_path / "server.log",
+            port,
+            environment=environment,
+            timeout=40,
+            stdin=subprocess.PIPE,
+        ):
+            pass
+    except RuntimeError as error:
+        pytest.fail(str(error))
     output = (tmp_path / "server.log").read_text()
     assert "Email" not in output and "usage statistics" not in output.lower(), output
     assert not (home / ".streamlit").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +319,20 @@ def test_human_columns_on_the_leaderboard(store: Path) -> None:
     app.toggle(key="lb_intervals").set_value(False).run()
     assert "human duel/rating 95% CI" not in _ok(app).dataframe[0].value.columns
     assert [page.title for page in PAGES][-3:] == ["Rate outputs", "Compare answers", "Human results"]
+
+
+def test_a_database_given_with_db_is_the_one_the_app_uses(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`harness ratings ... --db FILE` and `harness leaderboard --ratings-db FILE` name one database."""
+    shared = tmp_path / "shared" / "ratings.sqlite"
+    shared.parent.mkdir()
+    RatingsDB.for_store(store).path.rename(shared)  # the campaigns now live outside the store
+    token = RatingsDB(shared).invite("quality", "Ann").token
+
+    app = _ok(_page(store, "rate_rubric.py"))
+    assert "No rating campaigns in this store yet" in _texts(app, "info")
+
+    monkeypatch.setattr(sys, "argv", [sys.argv[0], "--store", str(store), "--ratings-db", str(shared)])
+    app = _sign_in(_ok(_page(store, "rate_rubric.py")), token)
+    assert "Rating as ann" in _texts(app)

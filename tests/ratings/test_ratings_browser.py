@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import tests.leaderboard.test_leaderboard_browser as leaderboard_browser
+from benchmarks.screenshot_leaderboard import chromium
 from harness.ratings import RatingsDB, plan_campaign, read_ratings
 from harness.store import ResultStore
 from tests.leaderboard.test_leaderboard_browser import CHROMEDRIVER, CHROMIUM, RENDER_TIMEOUT
@@ -26,25 +27,6 @@ pytestmark = pytest.mark.skipif(
     not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
 )
-
-
-def _driver(profile: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={profile}")
-    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 
 
 def _wait_for(driver: Any, find: Any, what: str) -> Any:
@@ -104,8 +86,7 @@ def test_two_raters_vote_blind_with_their_own_tokens(served_store: str, tmp_path
     db.close()
     secrets = [*run_ids, *models, *(item.item_id for item in plan.items)]
 
-    driver = _driver(tmp_path / "chromium-profile")
-    try:
+    with chromium(tmp_path / "chromium-profile", (1400, 1000), exact_viewport=False) as driver:
         # No name to type: the page asks for a token only, and a name in its place opens nothing.
         driver.get(f"{served_store}pairwise")
         box = _wait_for(
@@ -121,8 +102,6 @@ def test_two_raters_vote_blind_with_their_own_tokens(served_store: str, tmp_path
 
         revealed_ann = _vote(driver, ann.link(served_store, "pairwise"), "ann", "B", secrets)
         revealed_bob = _vote(driver, bob.link(served_store, "pairwise"), "bob", "A", secrets)
-    finally:
-        driver.quit()
     rows = sorted(db.rating_rows("browser-duel")[2], key=lambda row: row.rater)
     assert [(row.rater, row.vote) for row in rows] == [("ann", "B"), ("bob", "A")]
     assert rows[0].display_order[1] in revealed_ann and rows[1].display_order[0] in revealed_bob

@@ -224,31 +224,43 @@ def s3_endpoint_with_auth() -> Iterator[str]:
         server.wait(timeout=30)
 
 
-@pytest.mark.parametrize("problem", ["unreachable endpoint", "missing bucket", "wrong credentials"])
-@pytest.mark.parametrize("command", ["scores", "run"])
-def test_bad_object_storage_is_one_line_without_secrets(
-    problem: str, command: str, s3_endpoint: str, s3_endpoint_with_auth: str, tmp_path: Path
-) -> None:
-    endpoint, store = s3_endpoint, f"s3://missing-{uuid.uuid4().hex[:8]}/results"
+def _bad_endpoint(problem: str, s3_endpoint: str, s3_endpoint_with_auth: str) -> tuple[str, str]:
+    """The endpoint and store URL that make `problem`: an unreachable endpoint, a missing bucket or
+    wrong credentials."""
     if problem == "unreachable endpoint":
-        endpoint, store = f"http://127.0.0.1:{_closed_port()}", "s3://anything/results"
-    elif problem == "wrong credentials":
-        endpoint, store = s3_endpoint_with_auth, "s3://locked/results"
-    env = {**os.environ, **_environment(endpoint, tmp_path / "cache-home")}
-    args = ["--store", store]
-    if command == "run":
-        args += ["--model", "mock:0", "--tasks", "harness_tone", "--limit", "2", "--quiet"]
-    done = _harness(command, *args, env=env)
-    assert done.returncode == 2, done.stderr
-    errors = [line for line in done.stderr.splitlines() if not line.startswith("harness: warning:")]
-    assert len(errors) == 1 and errors[0].startswith("harness: error:"), done.stderr
+        return f"http://127.0.0.1:{_closed_port()}", "s3://anything/results"
+    if problem == "wrong credentials":
+        return s3_endpoint_with_auth, "s3://locked/results"
+    return s3_endpoint, f"s3://missing-{uuid.uuid4().hex[:8]}/results"
+
+
+def _assert_one_bad_store_line(problem: str, out: str, err: str) -> None:
+    """Besides warnings, one `harness: error:` line naming `problem` (see `_bad_endpoint`), no
+    traceback, and the secret nowhere."""
+    errors = [line for line in err.splitlines() if not line.startswith("harness: warning:")]
+    assert len(errors) == 1 and errors[0].startswith("harness: error:"), err
     expected = {
         "unreachable endpoint": "cannot reach the object store",
         "missing bucket": "does not exist",
         "wrong credentials": "was denied",
     }[problem]
     assert expected in errors[0]
-    assert SECRET not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert SECRET not in out + err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("problem", ["unreachable endpoint", "missing bucket", "wrong credentials"])
+@pytest.mark.parametrize("command", ["scores", "run"])
+def test_bad_object_storage_is_one_line_without_secrets(
+    problem: str, command: str, s3_endpoint: str, s3_endpoint_with_auth: str, tmp_path: Path
+) -> None:
+    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth)
+    env = {**os.environ, **_environment(endpoint, tmp_path / "cache-home")}
+    args = ["--store", store]
+    if command == "run":
+        args += ["--model", "mock:0", "--tasks", "harness_tone", "--limit", "2", "--quiet"]
+    done = _harness(command, *args, env=env)
+    assert done.returncode == 2, done.stderr
+    _assert_one_bad_store_line(problem, done.stdout, done.stderr)
     if problem == "missing bucket":
         bucket = store.removeprefix("s3://").split("/")[0]
         assert _filesystem(s3_endpoint).get_file_info(bucket).type == pafs.FileType.NotFound
@@ -348,11 +360,7 @@ def test_bad_object_storage_for_watch_score_and_ratings(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The same one line as `run` and `scores` (in this process: the commands share one code path)."""
-    endpoint, store = s3_endpoint, f"s3://missing-{uuid.uuid4().hex[:8]}/results"
-    if problem == "unreachable endpoint":
-        endpoint, store = f"http://127.0.0.1:{_closed_port()}", "s3://anything/results"
-    elif problem == "wrong credentials":
-        endpoint, store = s3_endpoint_with_auth, "s3://locked/results"
+    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth)
     for name, value in _environment(endpoint, tmp_path / "cache-home").items():
         monkeypatch.setenv(name, value)
     predictions = tmp_path / "outputs.jsonl"
@@ -366,15 +374,7 @@ def test_bad_object_storage_for_watch_score_and_ratings(
     }[command]
     assert main([*args, "--store", store]) == 2
     out, err = capsys.readouterr()
-    errors = [line for line in err.splitlines() if not line.startswith("harness: warning:")]
-    assert len(errors) == 1 and errors[0].startswith("harness: error:"), err
-    expected = {
-        "unreachable endpoint": "cannot reach the object store",
-        "missing bucket": "does not exist",
-        "wrong credentials": "was denied",
-    }[problem]
-    assert expected in errors[0]
-    assert SECRET not in out + err and "Traceback" not in err
+    _assert_one_bad_store_line(problem, out, err)
     if command.startswith("ratings"):  # refused before any local database was made for the store
         assert not (tmp_path / "cache-home" / "harness" / "s3").exists()
     if problem == "missing bucket":
