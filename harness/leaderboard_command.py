@@ -84,18 +84,19 @@ def streamlit_command(
 def _command_leaderboard(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise HarnessError(f"--port must be between 1 and 65535, got {args.port}")
+    ratings_db = Path(args.ratings_db).resolve() if args.ratings_db else None
+    if ratings_db is not None and not ratings_db.is_file():
+        raise HarnessError(f"--ratings-db {args.ratings_db} is no ratings database file")
+    # Every refusal before the notice below: bad input gets one line, nothing more.
+    address = str(args.address).strip()
+    if not address or any(character.isspace() for character in address):
+        raise HarnessError(f"--address must be an interface address like 127.0.0.1, got '{args.address}'")
     store = Path(args.store) if args.store else default_store_path()
     if store.exists() and not store.is_dir():
         raise HarnessError(f"results store path {store} is a file, not a store directory")
     if not is_remote(store) and not store.exists():
         sys.stderr.write(f"harness: no results store at {store} yet; the leaderboard will say so\n")
-    address = str(args.address).strip()
-    if not address or any(character.isspace() for character in address):
-        raise HarnessError(f"--address must be an interface address like 127.0.0.1, got '{args.address}'")
     target = store if is_remote(store) else store.resolve()  # an s3:// store passes on as it is
-    ratings_db = Path(args.ratings_db).resolve() if args.ratings_db else None
-    if ratings_db is not None and not ratings_db.is_file():
-        raise HarnessError(f"--ratings-db {args.ratings_db} is no ratings database file")
     command = streamlit_command(
         target,
         args.port,
