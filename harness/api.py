@@ -44,7 +44,6 @@ from harness.store import (
     record_provenance,
     request_cache_path,
 )
-from harness.store.location import is_remote
 from harness.store.statistics import encode_statistics
 from harness.tasks import DEFAULT_SUITE
 from harness.tasks.groups import group_scores
@@ -286,6 +285,6 @@ def evaluate(
         scores=assembled.scores,
         request_stats=stats,
         wall_seconds=wall_seconds,
-        store=(result_store.location if is_remote(store_root) else store_root) if write else None,
+        store=result_store.reported_root if write else None,
         evaluations=tuple(evaluations),
     )

@@ -35,6 +35,7 @@ __all__ = [
     "compare",
     "compare_runs",
     "compare_statistics",
+    "markdown_cell",
     "markdown_table",
     "mcnemar_p_value",
     "report_cells",
@@ -440,7 +441,8 @@ def report_cells(row: Mapping[str, object]) -> tuple[str, ...]:
     )
 
 
-def _markdown_cell(text: str) -> str:
+def markdown_cell(text: str) -> str:
+    """One Markdown table cell's text, escaped."""
     # A pipe would end the cell and a newline the row.
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
@@ -448,8 +450,8 @@ def _markdown_cell(text: str) -> str:
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table, every cell escaped."""
     lines = [
-        "| " + " | ".join(_markdown_cell(cell) for cell in header) + " |",
+        "| " + " | ".join(markdown_cell(cell) for cell in header) + " |",
         "|" + "|".join(["---"] * len(header)) + "|",
-        *("| " + " | ".join(_markdown_cell(cell) for cell in row) + " |" for row in rows),
+        *("| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in rows),
     ]
     return "\n".join(lines)

@@ -26,7 +26,14 @@ from harness.cli_support import (
     seconds_arg,
     seed_arg,
 )
-from harness.compare import MetricComparison, compare
+from harness.compare import (
+    REPORT_COLUMNS,
+    MetricComparison,
+    compare,
+    markdown_cell,
+    markdown_table,
+    report_cells,
+)
 from harness.errors import HarnessError
 from harness.files import atomic_write_text
 from harness.gate import GateCheck, GateConfig, GateResult, GateRule, load_gate_config, run_gate
@@ -39,25 +46,12 @@ __all__ = ["add_parser", "gate_json", "gate_junit", "gate_markdown", "gate_table
 
 
 def describe(comparison: MetricComparison) -> Sequence[str]:
-    """Cells of one row of the human-readable comparison table."""
-    return (
-        comparison.task,
-        comparison.metric,
-        f"{comparison.baseline:.4f}",
-        f"{comparison.candidate:.4f}",
-        f"{comparison.difference:+.4f}",
-        f"[{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}]",
-        _format_p(comparison.p_value),
-        f"{comparison.n_shared}/{comparison.n_baseline}/{comparison.n_candidate}",
-        comparison.test,
-    )
+    """Cells of one row of the human-readable comparison table (the leaderboard's Compare page and
+    its Markdown report use the same cells)."""
+    return report_cells(vars(comparison))
 
 
-def _format_p(p_value: float) -> str:
-    return "<0.0001" if p_value < 1e-4 else f"{p_value:.4f}"
-
-
-COLUMNS = ("task", "metric", "baseline", "candidate", "diff", "CI", "p", "n shared/base/cand", "test")
+COLUMNS = REPORT_COLUMNS
 
 
 def _finite(value: float | None) -> float | None:
@@ -89,31 +83,24 @@ def gate_table(result: GateResult) -> str:
     return "\n".join([_title(result), "", table, *(["", *reasons] if reasons else [])])
 
 
-def _md_cell(text: str) -> str:
-    # A pipe would end the cell and a newline the row.
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
 def gate_markdown(result: GateResult) -> str:
     """A pull-request comment: verdict, the rules table (GitHub-flavoured Markdown), failure reasons."""
     icon = "✅" if result.passed else "❌"
     header = ["", *COLUMNS, "rule"]
     rows = [["✅" if c.passed else "❌", *_check_cells(c)[1:]] for c in result.checks]
     lines = [
-        f"### {icon} {_md_cell(_title(result))}",
+        f"### {icon} {markdown_cell(_title(result))}",
         "",
         f"Baseline `{result.baseline_selector}` → `{result.baseline_run}`, candidate "
         f"`{result.candidate_selector}` → `{result.candidate_run}`. Differences are candidate − baseline "
         f"on shared samples; {result.comparison.resamples} paired bootstrap resamples, seed "
         f"{result.comparison.seed}.",
         "",
-        "| " + " | ".join(_md_cell(cell) for cell in header) + " |",
-        "|" + "|".join(["---"] * len(header)) + "|",
-        *("| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows),
+        markdown_table(header, rows),
     ]
     if result.failures:
         lines += ["", "**Regressions**", ""]
-        lines += [f"- `{c.task}/{c.metric}`: {_md_cell(c.reason)}" for c in result.failures]
+        lines += [f"- `{c.task}/{c.metric}`: {markdown_cell(c.reason)}" for c in result.failures]
     return "\n".join(lines) + "\n"
 
 

@@ -38,7 +38,6 @@ from harness.store import (
     normalise_tags,
     record_provenance,
 )
-from harness.store.location import is_remote
 from harness.store.statistics import encode_statistics
 from harness.versions import library_version
 
@@ -416,7 +415,5 @@ def score(
         predictions=count,
         metrics=len(result.metrics),
         wall_seconds=wall,
-        store=(result_store.location if is_remote(result_store.root) else result_store.root)
-        if write
-        else None,
+        store=result_store.reported_root if write else None,
     )

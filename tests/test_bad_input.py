@@ -46,6 +46,10 @@ class Result:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
+# A run that touches the store and no model cache: the write path alone is under test.
+MOCK_RUN = ["run", "--model", "mock:5", "--tasks", "harness_tone", "--limit", "10", "--quiet", "--no-cache"]
+
+
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
     try:
         code = main(list(args))
@@ -340,17 +344,7 @@ def test_a_refused_write_is_one_line_and_leaves_no_trace(
     root, _ = store
     before = snapshot(root)
     _fail_nth_fsync(monkeypatch, nth, code)
-    arguments = [
-        "run",
-        "--model",
-        "mock:5",
-        "--tasks",
-        "harness_tone",
-        "--limit",
-        "10",
-        "--quiet",
-        "--no-cache",
-    ]
+    arguments = MOCK_RUN
     assert_one_error(cli(capsys, *arguments, "--store", str(root)), os.strerror(code), "nothing of the run")
     assert snapshot(root) == before  # no temp file, no part of the half-written run
 
@@ -387,17 +381,7 @@ def test_permission_denied_on_the_store_is_one_line(
         return real_open(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(harness.files.os, "open", refuse)
-    arguments = [
-        "run",
-        "--model",
-        "mock:5",
-        "--tasks",
-        "harness_tone",
-        "--limit",
-        "10",
-        "--quiet",
-        "--no-cache",
-    ]
+    arguments = MOCK_RUN
     assert_one_error(cli(capsys, *arguments, "--store", str(root)), "Permission denied", str(root))
     monkeypatch.undo()
     assert snapshot(root) == before

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from harness.errors import HarnessError
-from harness.store.location import is_dir, is_remote, list_files, read_bytes, uri
+from harness.store.location import is_dir, is_remote, list_files, local_directory, read_bytes, uri
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "harness-store"
@@ -93,10 +93,7 @@ def request_cache_path(root: str | Path) -> Path:
     """Where runs on this store keep their request cache: inside a local store; for a store in object
     storage (SQLite cannot live there) under `$XDG_CACHE_HOME/harness` (`~/.cache/harness`), one
     file per bucket and prefix. `harness run --cache PATH` puts it anywhere else."""
-    if not is_remote(root):
-        return Path(root) / "cache.sqlite"
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache_home / "harness" / "s3" / uri(root)[len("s3://") :].strip("/") / "cache.sqlite"
+    return local_directory(root) / "cache.sqlite"
 
 
 def new_run_id() -> str:

@@ -145,6 +145,12 @@ class ResultStore:
         """The root as a string: a folder, or an `s3://bucket/prefix` URI (`harness.store.location`)."""
         return uri(self.root)
 
+    @property
+    def reported_root(self) -> Path | str:
+        """The root as reports give it: a local folder's Path, or the `s3://bucket/prefix` URI (a Path
+        would print it as `s3:/bucket/prefix`)."""
+        return self.location if is_remote(self.root) else self.root
+
     def exists(self) -> bool:
         if is_remote(self.location):
             # A missing bucket, wrong credentials or an unreachable endpoint: one line, not "no store".
