@@ -212,10 +212,10 @@ def test_a_failure_reports_the_requests_that_had_finished() -> None:
     assert caught.value.completed == expected
 
 
-def test_an_unreachable_server_is_one_clear_error_after_its_retries() -> None:
+def test_an_unreachable_server_is_one_clear_error_after_its_retries(refused_port: int) -> None:
     # A refused connection is retried (a server may be restarting), then reported in one line.
     arguments = {
-        "base_url": f"http://127.0.0.1:{_free_port()}/v1",
+        "base_url": f"http://127.0.0.1:{refused_port}/v1",
         "max_retries": "2",
         "retry_backoff": "0.01",
     }

@@ -183,17 +183,22 @@ def test_a_writer_killed_mid_run_leaves_no_visible_run(
     assert shown.returncode == 0 and {row["run_id"] for row in json.loads(shown.stdout)} == {"whole-run"}
 
 
-def _closed_port() -> int:
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def refused_endpoint(refused_port: int) -> str:
+    return f"http://127.0.0.1:{refused_port}"
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint_with_auth() -> Iterator[str]:
     """A second server, in a process of its own, that checks credentials (moto accepts any by default,
     and the switch is per process); none given here are valid."""
-    port = _closed_port()
+    port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -224,11 +229,13 @@ def s3_endpoint_with_auth() -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def _bad_endpoint(problem: str, s3_endpoint: str, s3_endpoint_with_auth: str) -> tuple[str, str]:
+def _bad_endpoint(
+    problem: str, s3_endpoint: str, s3_endpoint_with_auth: str, refused_endpoint: str
+) -> tuple[str, str]:
     """The endpoint and store URL that make `problem`: an unreachable endpoint, a missing bucket or
     wrong credentials."""
     if problem == "unreachable endpoint":
-        return f"http://127.0.0.1:{_closed_port()}", "s3://anything/results"
+        return refused_endpoint, "s3://anything/results"
     if problem == "wrong credentials":
         return s3_endpoint_with_auth, "s3://locked/results"
     return s3_endpoint, f"s3://missing-{uuid.uuid4().hex[:8]}/results"
@@ -251,9 +258,14 @@ def _assert_one_bad_store_line(problem: str, out: str, err: str) -> None:
 @pytest.mark.parametrize("problem", ["unreachable endpoint", "missing bucket", "wrong credentials"])
 @pytest.mark.parametrize("command", ["scores", "run"])
 def test_bad_object_storage_is_one_line_without_secrets(
-    problem: str, command: str, s3_endpoint: str, s3_endpoint_with_auth: str, tmp_path: Path
+    problem: str,
+    command: str,
+    s3_endpoint: str,
+    s3_endpoint_with_auth: str,
+    refused_endpoint: str,
+    tmp_path: Path,
 ) -> None:
-    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth)
+    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth, refused_endpoint)
     env = {**os.environ, **_environment(endpoint, tmp_path / "cache-home")}
     args = ["--store", store]
     if command == "run":
@@ -355,12 +367,13 @@ def test_bad_object_storage_for_watch_score_and_ratings(
     command: str,
     s3_endpoint: str,
     s3_endpoint_with_auth: str,
+    refused_endpoint: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The same one line as `run` and `scores` (in this process: the commands share one code path)."""
-    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth)
+    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth, refused_endpoint)
     for name, value in _environment(endpoint, tmp_path / "cache-home").items():
         monkeypatch.setenv(name, value)
     predictions = tmp_path / "outputs.jsonl"

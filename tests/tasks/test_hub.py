@@ -421,12 +421,6 @@ NO_NETWORK_SCRIPT = textwrap.dedent(
 )
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def silent_endpoint() -> Iterator[str]:
     """A port that accepts no connection and refuses none: the queue of a never-accepting listener is
@@ -453,7 +447,7 @@ def test_without_network_or_offline_mode_the_cache_is_used_without_waiting(
     kind: str, hub_home: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     endpoint = (
-        f"http://127.0.0.1:{unused_port()}"
+        f"http://127.0.0.1:{request.getfixturevalue('refused_port')}"
         if kind == "refused"
         else request.getfixturevalue("silent_endpoint")
     )
