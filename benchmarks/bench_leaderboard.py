@@ -21,8 +21,8 @@ and nothing imported:
   visit, when the browser also fetches and compiles Streamlit's scripts, is printed separately.
   The same is timed for a one-table Streamlit page (the floor any Streamlit app pays on this
   machine), which is not counted against the targets. Skipped without Chromium.
-* cli: `harness scores --format csv` over the whole store, and `harness scores --run ID` for one
-  run, as a script would call them (interpreter start-up included).
+* cli: `harness scores` over the whole store in each output format (table, csv, json), and
+  `harness scores --run ID` for one run, as a script would call them (interpreter start-up included).
 
 Wall times grow with the machine's load; CPU times (data, the page script, the CLI) are printed next to
 them, since on shared cores they are the steadier figure.
@@ -191,6 +191,15 @@ def _in_child(kind: str, store: Path, repeats: int) -> dict[str, Any]:
     return result
 
 
+# Every run in each output format (the table is the default), then one run by id.
+CLI_COMMANDS: dict[str, tuple[str, ...]] = {
+    "(every run, table)": (),
+    "--format csv (every run)": ("--format", "csv"),
+    "--format json (every run)": ("--format", "json"),
+    "--run ID": ("--run", "RUN_ID"),
+}
+
+
 def _cli(store: Path, run_id: str, repeats: int) -> dict[str, Any]:
     """`harness scores` over the whole store and for one run, each in a new process."""
 
@@ -208,7 +217,8 @@ def _cli(store: Path, run_id: str, repeats: int) -> dict[str, Any]:
         return elapsed
 
     result: dict[str, Any] = {}
-    for name, extra in (("all", ("--format", "csv")), ("one run", ("--run", run_id))):
+    for name, extra in CLI_COMMANDS.items():
+        extra = tuple(run_id if part == "RUN_ID" else part for part in extra)
         cpu.clear()
         cold = once(*extra)
         warm = statistics.median(once(*extra) for _ in range(repeats))
@@ -357,8 +367,7 @@ def _measure(store: Path, args: argparse.Namespace) -> list[tuple[str, float, fl
     rows = [
         ("data, uncached: list + read + shape", _elapsed(data["cold"]), _elapsed(data["warm"])),
         ("server: page script (AppTest)", server["cold"], server["warm"]),
-        ("`harness scores --format csv` (every run)", cli["all"]["cold"], cli["all"]["warm"]),
-        ("`harness scores --run ID`", cli["one run"]["cold"], cli["one run"]["warm"]),
+        *((f"`harness scores {name}`", cli[name]["cold"], cli[name]["warm"]) for name in CLI_COMMANDS),
     ]
     if not args.no_browser and CHROMIUM.is_file() and CHROMEDRIVER.is_file():
         browser = _browser(_Server.leaderboard(store, _free_port()), args.runs, args.repeats)

@@ -18,9 +18,9 @@ import pandas as pd
 
 from harness.cli_support import (
     batch_size_arg,
-    format_scores,
     parse_generation_kwargs,
     parse_model_args,
+    print_scores,
     resamples_arg,
     seed_arg,
     step_arg,
@@ -87,7 +87,7 @@ def _command_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     frame = report.to_frame()
     frame.insert(1, "model", report.model)
-    print(format_scores(frame, args.format))
+    print_scores(frame, args.format)
     sys.stderr.write(
         f"run {report.run_id}: {stats.unique} distinct requests, {stats.cached} from cache, "
         f"{stats.model_requests} run on the model, {report.wall_seconds:.1f} s; stored in {report.store}\n"
@@ -130,10 +130,10 @@ def _command_scores(args: argparse.Namespace) -> int:
         raise HarnessError(f"no results store at {args.store}")
     # The selector grammar `compare` and `gate` take: latest:EXP, EXP@STEP, tag:NAME, an id prefix.
     run_id = resolve_run(store, args.run) if args.run is not None else None
-    frame = store.scores(run_id=run_id)
-    if run_id is not None and frame.empty:
+    table = store.scores_table(run_id=run_id)
+    if run_id is not None and table.num_rows == 0:
         raise HarnessError(f"run {run_id} in {store.root} has no scores")
-    print(format_scores(frame, args.format))
+    print_scores(table, args.format)
     return EXIT_OK
 
 

@@ -4,15 +4,17 @@ printing score tables. It sits below all of them, so a command module never impo
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness.errors import HarnessError
 from harness.metric_names import lm_eval_key, split_metric_name
+from harness.score_text import as_table, score_text, write_scores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -140,73 +142,36 @@ def parse_generation_kwargs(items: Sequence[str]) -> dict[str, Any]:
     return parsed
 
 
-def _csv_fields(texts: Iterable[str]) -> list[str]:
-    """Each text as one field, quoted exactly as pandas' `to_csv` (the `csv` module) quotes it."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    fields = []
-    for text in texts:
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerow([text, ""])  # two fields: a lone empty field would be written as ""
-        fields.append(buffer.getvalue()[: -len(",\n")])
-    return fields
-
-
-def _csv_text(frame: pd.DataFrame) -> str:
-    """`frame.to_csv(index=False)`, byte for byte, at a fraction of its cost on many rows.
-
-    pandas formats every cell through its own machinery; here floats are `repr` (what pandas writes
-    too), integers `str`, and each distinct string is quoted once and looked up by its code. Columns
-    of any other kind (dates, float32, mixed objects) go through pandas as before."""
-    import numpy as np
-    import pandas as pd
-
-    if len(frame.columns) < 2 or frame.empty:
-        return str(frame.to_csv(index=False))  # the edge cases of quoting stay pandas' own
-    columns: list[list[str]] = []
-    for name in frame.columns:
-        column = frame[name]
-        if column.dtype == "float64":
-            numbers = column.to_numpy()
-            texts = list(map(repr, numbers.tolist()))
-            for index in np.flatnonzero(np.isnan(numbers)).tolist():
-                texts[index] = ""
-        elif column.dtype.kind in "iub" and not column.hasnans:
-            texts = list(map(str, column.to_numpy().tolist()))
-        elif str(column.dtype) in ("str", "string") or (
-            column.dtype == object and all(isinstance(v, str) or v is None for v in column.unique())
-        ):
-            codes, uniques = pd.factorize(column)
-            # Code -1 (a missing value) takes the last entry: an empty field.
-            quoted = np.array([*_csv_fields(str(u) for u in uniques), ""], dtype=object)
-            texts = quoted[codes].tolist()
-        else:
-            return str(frame.to_csv(index=False))
-        columns.append(texts)
-    header = ",".join(_csv_fields(str(name) for name in frame.columns))
-    return header + "\n" + "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
-
-
-def format_scores(frame: pd.DataFrame, output_format: str) -> str:
-    columns = [c for c in SCORE_COLUMNS if c in frame.columns]
-    frame = frame[columns]
-    if output_format in ("json", "csv") and "metric" in frame.columns:
+def _printed_columns(rows: pa.Table | pd.DataFrame, output_format: str) -> pa.Table:
+    table = as_table(rows)
+    table = table.select([c for c in SCORE_COLUMNS if c in table.column_names])
+    if output_format in ("json", "csv") and "metric" in table.column_names:
         # Scripts written against lm-eval's results read `metric,filter` keys; give them both parts too.
         # A store holds few distinct metric names and many rows: parse each name once.
-        names = frame["metric"].unique()
-        frame = frame.assign(
-            filter=frame["metric"].map({name: split_metric_name(str(name))[1] for name in names}),
-            lm_eval_key=frame["metric"].map({name: lm_eval_key(str(name)) for name in names}),
-        )
-    if output_format == "json":
-        return json.dumps(json.loads(frame.to_json(orient="records", double_precision=15)), indent=2)
-    if output_format == "csv":
-        return _csv_text(frame).rstrip("\n")
-    if frame.empty:
-        return "(no scores)"
-    shown = frame.drop(columns=["run_id"]) if frame["run_id"].nunique() == 1 else frame
-    return str(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        metrics = pc.dictionary_encode(table["metric"]).combine_chunks()
+        names = [str(name) for name in metrics.dictionary.to_pylist()]
+        filters = pa.array([split_metric_name(name)[1] for name in names], pa.string())
+        keys = pa.array([lm_eval_key(name) for name in names], pa.string())
+        table = table.append_column("filter", pc.take(filters, metrics.indices))
+        table = table.append_column("lm_eval_key", pc.take(keys, metrics.indices))
+    if output_format == "table" and table.num_rows and pc.count_distinct(table["run_id"]).as_py() == 1:
+        table = table.drop_columns(["run_id"])
+    return table
+
+
+def format_scores(frame: pa.Table | pd.DataFrame, output_format: str) -> str:
+    """Score rows as `--format` asks: json, csv or an aligned table (one run's table omits its id)."""
+    return score_text(_printed_columns(frame, output_format), output_format)
+
+
+def print_scores(frame: pa.Table | pd.DataFrame, output_format: str) -> None:
+    """`print(format_scores(...))`, written from the formatter's buffers straight to stdout's bytes."""
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stream someone put in stdout's place
+        print(format_scores(frame, output_format))
+        return
+    sys.stdout.flush()
+    write_scores(_printed_columns(frame, output_format), output_format, binary)
 
 
 __all__ = [
@@ -219,6 +184,7 @@ __all__ = [
     "format_scores",
     "parse_generation_kwargs",
     "parse_model_args",
+    "print_scores",
     "resamples_arg",
     "seconds_arg",
     "seed_arg",

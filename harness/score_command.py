@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from harness.cli_support import format_scores, resamples_arg, seed_arg, step_arg
+from harness.cli_support import print_scores, resamples_arg, seed_arg, step_arg
 
 
 def add_parser(commands: Any) -> None:
@@ -76,7 +76,7 @@ def command_score(args: argparse.Namespace) -> int:
     frame.insert(1, "model", report.model)
     if args.format == "table":  # per-class rows get their own table below
         frame = frame[~frame["metric"].str.contains("[", regex=False)]
-    print(format_scores(frame, args.format))
+    print_scores(frame, args.format)
     if args.format == "table" and report.per_class is not None:
         print("\nper class:\n" + report.per_class.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     sys.stderr.write(

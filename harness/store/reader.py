@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from harness.errors import HarnessError
+from harness.store.frames import join_runs_table, runs_frame, to_frame
 from harness.store.layout import (
     MARKER_NAME,
     RUNS_SCHEMA,
@@ -61,7 +62,6 @@ __all__ = [
 
 _LISTED_TABLES = ("runs", "scores", "samples")
 # Columns of runs joined onto each score row.
-RUN_COLUMNS_FOR_SCORES = ["model", "experiment", "step", "created_at"]
 
 # (table, file name, size in bytes, modification time in ns): enough to notice a new or replaced part.
 PartEntry = tuple[str, str, int, int]
@@ -350,27 +350,6 @@ def read_table(
     return result
 
 
-def to_frame(table: pa.Table) -> pd.DataFrame:
-    frame = table.to_pandas()
-    if "step" in frame.columns:
-        # A nullable integer dtype keeps `step` an integer column whether or not any run lacks one.
-        frame["step"] = frame["step"].astype("Int64")
-    return frame
-
-
-def runs_frame(table: pa.Table) -> pd.DataFrame:
-    """Runs, oldest first."""
-    return to_frame(table).sort_values(["created_at", "run_id"], ignore_index=True)
-
-
-def join_runs(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Score rows with their run's model, experiment, step and created_at, oldest run first.
-
-    The inner join also drops rows whose run_id disagrees with the committed runs."""
-    merged = scores.merge(runs[["run_id", *RUN_COLUMNS_FOR_SCORES]], on="run_id", how="inner")
-    return merged.sort_values(["created_at", "run_id"], kind="stable", ignore_index=True)
-
-
 def _empty_data(root: str, error: str | None) -> StoreData:
     return StoreData(root=root, runs=pd.DataFrame(), scores=pd.DataFrame(), error=error)
 
@@ -411,7 +390,7 @@ def _load_listed(listing: StoreListing) -> StoreData:
     )
     runs = runs_frame(runs_table)
     run_ids = set(runs["run_id"].astype(str))
-    # Packs may hold scores of runs not committed here (a damaged runs part): join_runs drops them.
+    # Packs may hold scores of runs not committed here (a damaged runs part): the join drops them.
     scores_table, bad_scores = read_parts(SCORES_SCHEMA, listing.paths("scores", run_ids & with_scores))
 
     for table, items in (("runs", bad_runs), ("scores", bad_scores)):
@@ -429,7 +408,7 @@ def _load_listed(listing: StoreListing) -> StoreData:
     return StoreData(
         root=root,
         runs=runs,
-        scores=join_runs(to_frame(scores_table), runs),
+        scores=to_frame(join_runs_table(scores_table, runs_table)),
         problems=tuple(problems),
         runs_without_samples=frozenset(run_ids - with_samples),
         key=listing.key,

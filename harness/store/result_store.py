@@ -12,10 +12,12 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
+from harness.store.frames import join_runs_table, oldest_first, to_frame
 from harness.store.layout import (
     MARKER_NAME,
     RUN_ID_RE,
@@ -31,7 +33,7 @@ from harness.store.layout import (
 )
 from harness.store.location import is_file, is_remote, make_dirs, remove, uri, write_file
 from harness.store.packs import read_pack_set
-from harness.store.reader import join_runs, read_table, runs_frame, to_frame
+from harness.store.reader import read_table
 from harness.store.records import AssembledRun, Provenance, RunRecord, SampleRecord, ScoreRecord
 
 __all__ = ["ResultStore", "write_error", "write_part"]
@@ -225,33 +227,38 @@ class ResultStore:
         # cannot give what was asked for and says which part is damaged.
         return read_table(self.location, table, SCHEMAS[table], run_ids, filt=filt, strict=strict)
 
-    def _runs(self, run_id: str | None) -> pd.DataFrame:
+    def _runs_table(self, run_id: str | None) -> pa.Table:
+        """Committed runs (one, if `run_id` is given), oldest first."""
         if not validate_store(self.location):
-            return runs_frame(RUNS_SCHEMA.empty_table())
+            return RUNS_SCHEMA.empty_table()
         if run_id is not None:
             # One run's part file is found by name, so a single-run read stays cheap in big stores.
-            frame = runs_frame(self._read("runs", [run_id], strict=True))
-            return frame[frame["run_id"] == run_id].reset_index(drop=True)
-        return runs_frame(self._read("runs", None))
+            table = self._read("runs", [run_id], strict=True)
+            return oldest_first(table.filter(pc.equal(table["run_id"], run_id)))
+        return oldest_first(self._read("runs", None))
 
     def runs(self) -> pd.DataFrame:
         """One row per committed run, oldest first."""
-        return self._runs(None)
+        return to_frame(self._runs_table(None))
 
     def run_records(self) -> tuple[RunRecord, ...]:
         """Every committed run, typed (provenance included), oldest first."""
         return tuple(_run_record(row) for row in self.runs().to_dict("records"))
 
+    def scores_table(self, run_id: str | None = None) -> pa.Table:
+        """`scores(run_id)` as an Arrow table: what `harness scores` prints from, no DataFrame built."""
+        runs = self._runs_table(run_id)
+        scores = self._read("scores", runs["run_id"].to_pylist(), strict=run_id is not None)
+        return join_runs_table(scores, runs)
+
     def scores(self, run_id: str | None = None) -> pd.DataFrame:
         """Score rows of committed runs, with each run's model, experiment, step and created_at."""
-        runs = self._runs(run_id)
-        scores = self._read("scores", runs["run_id"].tolist(), strict=run_id is not None)
-        return join_runs(to_frame(scores), runs)
+        return to_frame(self.scores_table(run_id))
 
     def samples(self, run_id: str | None = None, task: str | None = None) -> pd.DataFrame:
         """Per-document rows of committed runs, oldest run first; JSON strings stay as stored
         (`harness.store.statistics` reads the statistics)."""
-        ids = self._runs(run_id)["run_id"].tolist()
+        ids = self._runs_table(run_id)["run_id"].to_pylist()
         filt = ds.field("run_id").isin(ids)
         if task is not None:
             filt = filt & (ds.field("task") == task)
