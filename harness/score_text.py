@@ -102,12 +102,20 @@ def _cells(column: pa.Array, output_format: str) -> pa.Array:
         return _through_dictionary(column, lambda values: [json.dumps(_plain(v)) for v in values], missing)
     if output_format == "csv":
         return _through_dictionary(column, lambda values: _csv_quoted(_text(v) for v in values), missing)
-    return _through_dictionary(column, lambda values: [_text(v) for v in values], missing)
+    return _through_dictionary(column, lambda values: [_visible(_text(v)) for v in values], missing)
 
 
 def _plain(value: object) -> object:
     """A JSON-ready value: booleans and strings stay, anything else (a date…) becomes its text."""
     return value if isinstance(value, (bool, str)) else _text(value)
+
+
+def _visible(text: str) -> str:
+    """`text` for a terminal: control characters (a newline, an escape sequence someone put in a model
+    name) shown as escapes, so they neither break the table's lines nor reach the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _text(value: object) -> str:

@@ -149,3 +149,15 @@ def test_objects_of_several_kinds_show_as_their_text() -> None:
     frame = pd.DataFrame({"mixed": ["a", 3, None, 2.5], "value": [1.0, 2.0, 3.0, 4.0]})
     rows = list(csv.DictReader(io.StringIO(score_text(frame, "csv"))))
     assert [row["mixed"] for row in rows] == ["a", "3", "", "2.5"]
+
+
+def test_table_shows_control_characters_as_escapes() -> None:
+    frame = pd.DataFrame({"model": ["two\nlines", "\x1b[31mred", "tab\there", "café ✓ x"], "n": [1, 2, 3, 4]})
+    lines = score_text(frame, "table").splitlines()
+    assert len(lines) == 5 and "\x1b" not in "".join(lines)
+    assert [line.split("  ")[0] for line in lines[1:]] == [
+        "two\\nlines",
+        "\\x1b[31mred",
+        "tab\\there",
+        "café ✓ x",
+    ]

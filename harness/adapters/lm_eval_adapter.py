@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters.base import ProgressCallback
-from harness.adapters.hf import _file_fingerprint
+from harness.adapters.file_fingerprint import file_fingerprint
 from harness.errors import HarnessError
 from harness.requests import (
     GenerationRequest,
@@ -60,9 +60,9 @@ def _local_weights_fingerprint(model_args: Mapping[str, str]) -> str | None:
     for key in _MODEL_LOCATION_ARGS:
         path = Path(model_args.get(key, "")).expanduser()
         if model_args.get(key) and path.is_dir():
-            return _file_fingerprint(path, None)
+            return file_fingerprint(path, None)
         if model_args.get(key) and path.is_file():
-            return _file_fingerprint(path.parent, path.name)
+            return file_fingerprint(path.parent, path.name)
     return None
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters.base import ProgressCallback, refuse_unknown_model_args
-from harness.adapters.hf import _file_fingerprint, _rolling_windows
+from harness.adapters.file_fingerprint import file_fingerprint
+from harness.adapters.hf import _rolling_windows
 from harness.errors import HarnessError
 from harness.requests import (
     ChatMessage,
@@ -124,7 +125,7 @@ class VLLMAdapter:
     def fingerprint(self) -> str:
         s = self.settings
         folder = Path(s.model).expanduser()
-        weights = _file_fingerprint(folder, None) if (folder / "config.json").exists() else s.model
+        weights = file_fingerprint(folder, None) if (folder / "config.json").exists() else s.model
         # Different kernels and dtypes give (slightly) different numbers: they are part of the identity.
         identity = "\n".join(("vllm", weights, s.revision or "", s.dtype, str(s.max_model_len or "")))
         return hashlib.sha256(identity.encode()).hexdigest()
