@@ -4,6 +4,7 @@ line (never a secret) when the bucket, the credentials or the endpoint are wrong
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -189,11 +190,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def refused_endpoint(refused_port: int) -> str:
-    return f"http://127.0.0.1:{refused_port}"
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint_with_auth() -> Iterator[str]:
     """A second server, in a process of its own, that checks credentials (moto accepts any by default,
@@ -229,20 +225,28 @@ def s3_endpoint_with_auth() -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def _bad_endpoint(
-    problem: str, s3_endpoint: str, s3_endpoint_with_auth: str, refused_endpoint: str
-) -> tuple[str, str]:
-    """The endpoint and store URL that make `problem`: an unreachable endpoint, a missing bucket or
-    wrong credentials."""
+@dataclasses.dataclass(frozen=True)
+class BadObjectStore:
+    problem: str  # an unreachable endpoint, a missing bucket or wrong credentials
+    endpoint: str
+    store: str
+
+
+@pytest.fixture(params=["unreachable endpoint", "missing bucket", "wrong credentials"])
+def bad_object_store(
+    request: pytest.FixtureRequest, s3_endpoint: str, s3_endpoint_with_auth: str, refused_port: int
+) -> BadObjectStore:
+    """An endpoint and store URL that make one of the problems a user meets."""
+    problem = request.param
     if problem == "unreachable endpoint":
-        return refused_endpoint, "s3://anything/results"
+        return BadObjectStore(problem, f"http://127.0.0.1:{refused_port}", "s3://anything/results")
     if problem == "wrong credentials":
-        return s3_endpoint_with_auth, "s3://locked/results"
-    return s3_endpoint, f"s3://missing-{uuid.uuid4().hex[:8]}/results"
+        return BadObjectStore(problem, s3_endpoint_with_auth, "s3://locked/results")
+    return BadObjectStore(problem, s3_endpoint, f"s3://missing-{uuid.uuid4().hex[:8]}/results")
 
 
 def _assert_one_bad_store_line(problem: str, out: str, err: str) -> None:
-    """Besides warnings, one `harness: error:` line naming `problem` (see `_bad_endpoint`), no
+    """Besides warnings, one `harness: error:` line naming `problem` (see `bad_object_store`), no
     traceback, and the secret nowhere."""
     errors = [line for line in err.splitlines() if not line.startswith("harness: warning:")]
     assert len(errors) == 1 and errors[0].startswith("harness: error:"), err
@@ -255,18 +259,12 @@ def _assert_one_bad_store_line(problem: str, out: str, err: str) -> None:
     assert SECRET not in out + err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("problem", ["unreachable endpoint", "missing bucket", "wrong credentials"])
 @pytest.mark.parametrize("command", ["scores", "run"])
 def test_bad_object_storage_is_one_line_without_secrets(
-    problem: str,
-    command: str,
-    s3_endpoint: str,
-    s3_endpoint_with_auth: str,
-    refused_endpoint: str,
-    tmp_path: Path,
+    command: str, bad_object_store: BadObjectStore, tmp_path: Path
 ) -> None:
-    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth, refused_endpoint)
-    env = {**os.environ, **_environment(endpoint, tmp_path / "cache-home")}
+    problem, store = bad_object_store.problem, bad_object_store.store
+    env = {**os.environ, **_environment(bad_object_store.endpoint, tmp_path / "cache-home")}
     args = ["--store", store]
     if command == "run":
         args += ["--model", "mock:0", "--tasks", "harness_tone", "--limit", "2", "--quiet"]
@@ -275,7 +273,7 @@ def test_bad_object_storage_is_one_line_without_secrets(
     _assert_one_bad_store_line(problem, done.stdout, done.stderr)
     if problem == "missing bucket":
         bucket = store.removeprefix("s3://").split("/")[0]
-        assert _filesystem(s3_endpoint).get_file_info(bucket).type == pafs.FileType.NotFound
+        assert _filesystem(bad_object_store.endpoint).get_file_info(bucket).type == pafs.FileType.NotFound
 
 
 def _checkpoints(folder: Path, *names: str) -> Path:
@@ -360,21 +358,17 @@ def test_ratings_on_s3_keep_the_database_local_and_export_into_the_bucket(
         export_ratings(db, elsewhere)
 
 
-@pytest.mark.parametrize("problem", ["unreachable endpoint", "missing bucket", "wrong credentials"])
 @pytest.mark.parametrize("command", ["watch", "score", "ratings campaign", "ratings export"])
 def test_bad_object_storage_for_watch_score_and_ratings(
-    problem: str,
     command: str,
-    s3_endpoint: str,
-    s3_endpoint_with_auth: str,
-    refused_endpoint: str,
+    bad_object_store: BadObjectStore,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The same one line as `run` and `scores` (in this process: the commands share one code path)."""
-    endpoint, store = _bad_endpoint(problem, s3_endpoint, s3_endpoint_with_auth, refused_endpoint)
-    for name, value in _environment(endpoint, tmp_path / "cache-home").items():
+    problem, store = bad_object_store.problem, bad_object_store.store
+    for name, value in _environment(bad_object_store.endpoint, tmp_path / "cache-home").items():
         monkeypatch.setenv(name, value)
     predictions = tmp_path / "outputs.jsonl"
     predictions.write_text('{"prediction": "a", "reference": "a"}\n', encoding="utf-8")
@@ -392,4 +386,4 @@ def test_bad_object_storage_for_watch_score_and_ratings(
         assert not (tmp_path / "cache-home" / "harness" / "s3").exists()
     if problem == "missing bucket":
         bucket = store.removeprefix("s3://").split("/")[0]
-        assert _filesystem(s3_endpoint).get_file_info(bucket).type == pafs.FileType.NotFound
+        assert _filesystem(bad_object_store.endpoint).get_file_info(bucket).type == pafs.FileType.NotFound
