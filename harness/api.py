@@ -19,12 +19,13 @@ import pandas as pd
 
 from harness.adapters import load_adapter, wrap_model
 from harness.adapters.base import ModelAdapter
+from harness.adapters.sharded import is_sharded_model
 from harness.distributed import (
     DistributedAdapter,
     RankZeroCache,
     current_world,
     on_rank_zero,
-    refuse_sharded_model,
+    refuse_fsdp1,
 )
 from harness.errors import HarnessError, HarnessWarning
 from harness.fairness import task_fairness_scores
@@ -82,7 +83,7 @@ def _resolve_model(
     if isinstance(model, str):
         return load_adapter(model, model_args)
     if tokenizer is not None:
-        refuse_sharded_model(model)  # before any forward call: FSDP would hang, not fail
+        refuse_fsdp1(model)  # before any forward call: its generation would hang, not fail
         from harness.adapters.hf import parse_batch_size
 
         batch_size = parse_batch_size(str(model_args.get("batch_size", "auto")))
@@ -196,7 +197,9 @@ def evaluate(
         checked, merging = cache, shard is None
         on_rank_zero(world, lambda: check_caches(checked, adapter.fingerprint, adapter.name, merging=merging))
     if world is not None:
-        adapter = DistributedAdapter(adapter, world)
+        # A model sharded across the ranks (FSDP2) needs every rank in every forward call.
+        sharded = tokenizer is not None and is_sharded_model(model)
+        adapter = DistributedAdapter(adapter, world, replicated=sharded)
         cache = RankZeroCache(cache, world) if cache is not None else None
     stats = RequestStats()
     if shard is not None and cache is not None:

@@ -7,9 +7,11 @@ harness.shards, so a multiple-choice context's options stay on one rank), serves
 local device, and gathers every rank's answers to all ranks. Rank 0 alone writes the cache and the run,
 and only rank 0 shows a progress bar. Every rank ends with the same results and the same scores.
 
-Ranks make different numbers of forward calls (the shares are balanced by characters, and an empty share
-makes none), so a model whose weights are sharded across ranks (FSDP), whose every forward is a collective
-all-gather, would deadlock: `refuse_sharded_model` stops it with an error instead.
+A model whose weights are sharded across the ranks (FSDP2's `fully_shard`) gathers them in every
+forward, a collective all ranks must join, so ranks serving shares of different sizes would deadlock.
+Such a model is evaluated `replicated`: every rank serves every request, the same forward calls in the
+same order, and rank 0's answers are everyone's; its memory stays sharded, its time is that of one
+rank. FSDP1 wrappers are refused (`refuse_fsdp1`): their `generate` bypasses the root's all-gather.
 
 Whatever rank 0 does alone (reading or writing the cache, checking files) ends in a collective that tells
 every rank whether it worked, so an error on rank 0 stops every rank with the same message instead of
@@ -18,6 +20,7 @@ leaving the others waiting for a collective that never comes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.adapters.base import ChatTemplateAdapter, ModelAdapter, ProgressCallback
+from harness.adapters.sharded import uses_fsdp1
 from harness.cache import RequestCache
 from harness.errors import HarnessError
 from harness.requests import (
@@ -45,9 +49,8 @@ __all__ = [
     "World",
     "current_world",
     "init_from_environment",
-    "is_sharded_model",
     "on_rank_zero",
-    "refuse_sharded_model",
+    "refuse_fsdp1",
     "shutdown",
 ]
 
@@ -144,53 +147,14 @@ def _describe_error(error: Exception) -> str:
     return str(error) if isinstance(error, HarnessError) else f"{type(error).__name__}: {error}"
 
 
-def _fsdp_types() -> tuple[type, ...]:
-    found: list[type] = []
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        found.append(FullyShardedDataParallel)
-    except ImportError:
-        pass
-    try:  # FSDP2 (`fully_shard`), public from torch 2.6, earlier under _composable
-        from torch.distributed.fsdp import FSDPModule  # type: ignore[attr-defined,unused-ignore]
-
-        found.append(FSDPModule)
-    except ImportError:
-        try:
-            from torch.distributed._composable.fsdp import FSDPModule  # type: ignore[no-redef,unused-ignore]
-
-            found.append(FSDPModule)
-        except ImportError:
-            pass
-    return tuple(found)
-
-
-def is_sharded_model(model: Any) -> bool:
-    """Whether `model`, or any module inside it, is wrapped by FSDP (FullyShardedDataParallel or FSDP2)."""
-    # A model that is not a torch module cannot be FSDP-wrapped; do not import torch to find out.
-    if "torch" not in sys.modules:
-        return False
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        return False
-    kinds = _fsdp_types()
-    # FSDP1 wrappers keep the wrapped module as `_fsdp_wrapped_module`, whatever their class.
-    return any(
-        (kinds and isinstance(module, kinds)) or "_fsdp_wrapped_module" in module._modules
-        for module in model.modules()
-    )
-
-
-def refuse_sharded_model(model: Any) -> None:
-    """Stop before evaluating an FSDP-sharded model: ranks make different numbers of forward calls, and
-    FSDP's all-gather in each forward would wait forever for the ranks that make fewer."""
-    if is_sharded_model(model):
+def refuse_fsdp1(model: Any) -> None:
+    """Stop before evaluating a model wrapped by FSDP1 (FullyShardedDataParallel): generation through its
+    wrapper calls the inner model without the root's all-gather."""
+    if uses_fsdp1(model):
         raise HarnessError(
-            "FSDP-sharded models are not supported yet: the ranks make different numbers of forward calls, "
-            "which deadlocks FSDP's all-gather; evaluate a saved checkpoint (harness run --model hf:PATH), "
-            "or a model that is whole on every rank (DDP)"
+            "FSDP1 (FullyShardedDataParallel) models are not supported: shard with FSDP2's fully_shard "
+            "(Trainer: fsdp_config={'fsdp_version': 2}), or evaluate the saved checkpoint "
+            "(harness run --model hf:PATH)"
         )
 
 
@@ -235,11 +199,13 @@ class RankZeroCache(RequestCache):
 
 
 class DistributedAdapter:
-    """A model adapter whose every batch is served by all ranks together, each rank its share."""
+    """A model adapter whose every batch is served by all ranks together: each rank its share, or, for a
+    model sharded across the ranks (`replicated`), every rank all of it in lockstep."""
 
-    def __init__(self, inner: ModelAdapter, world: World) -> None:
+    def __init__(self, inner: ModelAdapter, world: World, *, replicated: bool = False) -> None:
         self.inner = inner
         self.world = world
+        self.replicated = replicated
         # Every rank computes it and rank 0's is the one; a rank that fails must still reach the gather,
         # or the others wait in it forever.
         outcome: tuple[bool, str]
@@ -251,7 +217,11 @@ class DistributedAdapter:
         failures = [f"rank {rank}: {detail}" for rank, (ok, detail) in enumerate(gathered) if not ok]
         if failures:
             raise HarnessError("model fingerprint failed on " + "; ".join(failures))
-        self._fingerprint = gathered[0][1]
+        fingerprints = [detail for _, detail in gathered]
+        # A sharded model's ranks each hashed their own shard: the model is all of them together.
+        self._fingerprint = (
+            hashlib.sha256("|".join(fingerprints).encode()).hexdigest() if replicated else fingerprints[0]
+        )
 
     @property
     def name(self) -> str:
@@ -262,7 +232,8 @@ class DistributedAdapter:
         return self._fingerprint
 
     def provenance(self) -> dict[str, Any]:
-        return {**self.inner.provenance(), "world_size": self.world.size}
+        record = {**self.inner.provenance(), "world_size": self.world.size}
+        return {**record, "sharded_model": True} if self.replicated else record
 
     def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         if not isinstance(self.inner, ChatTemplateAdapter):
@@ -287,6 +258,8 @@ class DistributedAdapter:
     def _serve(
         self, requests: Sequence[Any], method: Any, result_type: type[R], progress: ProgressCallback | None
     ) -> list[R]:
+        if self.replicated:
+            return self._serve_replicated(requests, method, result_type, progress)
         # Every rank holds the same requests in the same order (the runner is deterministic), so every
         # rank computes the same split without talking to the others.
         shares = split_requests(requests, self.world.size)
@@ -317,3 +290,27 @@ class DistributedAdapter:
         if progress is not None and self.world.is_main and other_requests:
             progress(other_requests, other_tokens)
         return [by_request[request] for request in requests]
+
+    def _serve_replicated(
+        self, requests: Sequence[Any], method: Any, result_type: type[R], progress: ProgressCallback | None
+    ) -> list[R]:
+        """Every rank serves every request (the same forward calls, which a sharded model's all-gathers
+        need); rank 0's answers become every rank's, so all ranks score exactly the same."""
+        outcome: tuple[bool, Any]
+        try:
+            outcome = (True, list(method(requests, progress if self.world.is_main else None)))
+        except Exception as error:  # every rank must reach the broadcast, or the others wait forever
+            outcome = (False, f"{type(error).__name__}: {error}")
+        failures = [
+            f"rank {rank}: {detail}"
+            for rank, (ok, detail) in enumerate(
+                self.world.gather((outcome[0], None if outcome[0] else outcome[1]))
+            )
+            if not ok
+        ]
+        if failures:
+            raise HarnessError("distributed evaluation failed on " + "; ".join(failures))
+        answers: list[Any] = self.world.broadcast(outcome[1])
+        if len(answers) != len(requests) or not all(isinstance(a, result_type) for a in answers):
+            raise HarnessError(f"rank 0 answered {len(answers)} of {len(requests)} requests")
+        return answers

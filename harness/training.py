@@ -33,7 +33,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from harness.api import EvaluationReport, evaluate
-from harness.distributed import current_world, refuse_sharded_model
+from harness.distributed import current_world, refuse_fsdp1
 from harness.errors import HarnessError
 
 __all__ = ["EvaluationHook", "HarnessCallback", "score_logs"]
@@ -96,8 +96,8 @@ class EvaluationHook:
         tokenizer = tokenizer if tokenizer is not None else self.tokenizer
         if tokenizer is None:
             raise HarnessError("evaluating an in-memory model needs its tokenizer")
-        # Before unwrapping: FSDP's root wrapper has a `module` that _unwrap would peel off.
-        refuse_sharded_model(model)
+        # Before unwrapping: FSDP1's root wrapper has a `module` that _unwrap would peel off.
+        refuse_fsdp1(model)
         model = _unwrap(model)
         # The adapter switches the model to eval mode (no dropout); training must resume as it was.
         was_training = bool(getattr(model, "training", False))

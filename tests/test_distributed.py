@@ -195,3 +195,24 @@ def test_distributed_adapter_fingerprint_failure_is_gathered_not_raised_alone() 
     with pytest.raises(HarnessError, match=r"fingerprint failed on rank 0: OSError: weights unreadable"):
         DistributedAdapter(Broken(), _FakeWorld(0))  # type: ignore[arg-type]
     assert DistributedAdapter(MockAdapter(), _FakeWorld(1)).fingerprint == MockAdapter().fingerprint
+
+
+def test_a_replicated_adapter_serves_every_request_on_every_rank_and_keeps_rank_zero_s_answers() -> None:
+    """For a model sharded across the ranks: each rank's fingerprint hashed its own shard, so the
+    model's is all of them together; rank 1 serves everything itself and ends with rank 0's answers."""
+    served: list[int] = []
+
+    class Counting(MockAdapter):
+        def loglikelihood(self, requests: Any, progress: Any = None) -> Any:
+            served.append(len(requests))
+            return super().loglikelihood(requests, progress)
+
+    requests = [LoglikelihoodRequest(f"Context {i}", " answer") for i in range(5)]
+    rank_zero_answers = [LoglikelihoodResult(-float(i), False, 1) for i in range(5)]
+    replicated = DistributedAdapter(Counting(), _FakeWorld(1, rank_zero_answers), replicated=True)
+    assert replicated.fingerprint != MockAdapter().fingerprint  # the hash of both ranks' fingerprints
+    assert replicated.provenance()["sharded_model"] is True
+    assert replicated.loglikelihood(requests) == rank_zero_answers
+    assert served == [5]  # all five requests, not a share of them
+    sharing = DistributedAdapter(Counting(), _FakeWorld(1, rank_zero_answers))
+    assert sharing.fingerprint == MockAdapter().fingerprint and "sharded_model" not in sharing.provenance()

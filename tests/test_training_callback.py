@@ -10,13 +10,13 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
 import harness.api
-from harness.distributed import is_sharded_model
+from harness.adapters.sharded import is_sharded_model, uses_fsdp1
 from harness.errors import HarnessError
 from harness.store import ResultStore
 from harness.training import EvaluationHook, HarnessCallback
 
 TASK = "harness_reading_mc"
-REFUSED = r"^FSDP-sharded models are not supported yet: "
+REFUSED = r"^FSDP1 \(FullyShardedDataParallel\) models are not supported: "
 
 
 @pytest.fixture
@@ -97,18 +97,17 @@ def test_plain_hook_restores_training_mode(tmp_path: Path, tiny_model_dir: Path,
         EvaluationHook(TASK, store=tmp_path / "s")(model, 30)
 
 
-def test_fsdp_sharded_models_are_refused_before_any_forward(
+def test_fsdp1_wrapped_models_are_refused_before_any_forward(
     tmp_path: Path, tiny_model_dir: Path, no_reload: None
 ) -> None:
-    # Real FSDP wrappers cannot be built without a process group, so these models carry FSDP's marks by
-    # hand: FSDP1's `_fsdp_wrapped_module` submodule, and FSDP2's class swap, which `fully_shard` does
-    # itself (`module.__class__` becomes a subclass of FSDPModule and the module's own class).
+    # Real FSDP1 wrappers cannot be built without a process group, so these models carry FSDP1's mark by
+    # hand: the `_fsdp_wrapped_module` submodule. FSDP2 keeps the model's classes and is evaluated (below).
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    assert not is_sharded_model(model)
+    assert not is_sharded_model(model) and not uses_fsdp1(model)
 
     def forward_called(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("an FSDP model must be refused before its first forward")
+        raise AssertionError("an FSDP1 model must be refused before its first forward")
 
     class Fsdp1Wrapper(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -122,7 +121,7 @@ def test_fsdp_sharded_models_are_refused_before_any_forward(
     model.forward = forward_called
     hook = EvaluationHook([TASK], tokenizer=tokenizer, store=tmp_path / "s", limit=2)
     root_wrapped = Fsdp1Wrapper(model)
-    assert is_sharded_model(root_wrapped)
+    assert is_sharded_model(root_wrapped) and uses_fsdp1(root_wrapped)
     with pytest.raises(HarnessError, match=REFUSED):
         hook(root_wrapped, 1)
     model.model.layers[0] = Fsdp1Wrapper(model.model.layers[0])  # one layer wrapped, as auto-wrapping does
@@ -139,6 +138,98 @@ def test_fsdp_sharded_models_are_refused_before_any_forward(
     layer = torch.nn.Linear(2, 2)
     layer.__class__ = type("FSDPLinear", (fsdp.FSDPModule, torch.nn.Linear), {})
     assert is_sharded_model(torch.nn.Sequential(layer)) and not is_sharded_model(torch.nn.Linear(2, 2))
+    assert not uses_fsdp1(torch.nn.Sequential(layer))
+
+
+# Run by torchrun on two CPU ranks: a model whose every decoder layer and root are sharded by FSDP2.
+FSDP2_EVALUATION_SCRIPT = """
+import json
+import sys
+
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.training import EvaluationHook
+
+model_dir, store, tasks, limit = sys.argv[1:5]
+dist.init_process_group("gloo")
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForCausalLM.from_pretrained(model_dir)
+for layer in model.model.layers:
+    fully_shard(layer)
+fully_shard(model)
+weight = model.model.layers[0].self_attn.q_proj.weight
+# One request per forward call: the ranks' shares (5 documents split 3/2) would need different numbers
+# of forward calls, which FSDP's all-gathers cannot take.
+hook = EvaluationHook(tasks.split(","), tokenizer=tokenizer, store=store, limit=int(limit),
+                      bootstrap_resamples=0, model_args={"batch_size": "1"})
+report = hook(model, 7)
+print(json.dumps({
+    "stored": report.store is not None,
+    "scores": {f"{s.task}/{s.metric}": s.value for s in report.scores},
+    "local_rows": weight.to_local().shape[0],
+    "rows": weight.shape[0],
+}))
+dist.barrier()
+dist.destroy_process_group()
+"""
+FSDP2_TASKS = "harness_reading_mc,harness_prose_ppl,harness_facts_qa"
+
+
+def test_fsdp2_model_on_two_ranks_scores_and_generates_as_one_process(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Every rank serves every request in lockstep (a rank serving a smaller share would leave the
+    other waiting in an all-gather): the scores and generations of the unsharded model, one run."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    script = tmp_path / "evaluate_fsdp2.py"
+    script.write_text(FSDP2_EVALUATION_SCRIPT)
+    store, logs, limit = tmp_path / "store", tmp_path / "logs", 5
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "--redirects", "3", "--log-dir", str(logs)]
+    finished = subprocess.run(
+        [*command, str(script), str(tiny_model_dir), str(store), FSDP2_TASKS, str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:] + "".join(
+        path.read_text()[-2000:] for path in logs.glob("*/attempt_0/*/stderr.log")
+    )
+    printed = [
+        json.loads((next(logs.glob(f"*/attempt_0/{rank}/stdout.log"))).read_text().strip().splitlines()[-1])
+        for rank in range(2)
+    ]
+    assert [entry["stored"] for entry in printed] == [True, False]
+    assert all(entry["local_rows"] < entry["rows"] for entry in printed)  # the weights really are sharded
+    assert printed[0]["scores"] == printed[1]["scores"]
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    whole = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    reference = harness.api.evaluate(
+        whole,
+        FSDP2_TASKS,
+        tokenizer=tokenizer,
+        limit=limit,
+        store=tmp_path / "reference",
+        bootstrap_resamples=0,
+    )
+    expected = {f"{score.task}/{score.metric}": score.value for score in reference.scores}
+    assert printed[0]["scores"].keys() == expected.keys()
+    for key, value in expected.items():
+        assert printed[0]["scores"][key] == pytest.approx(value, rel=1e-6), key
+
+    runs = ResultStore(store).runs()
+    assert list(runs["step"]) == [7]  # one run, stored by rank 0
+    sharded_samples = ResultStore(store).samples(task="harness_facts_qa")
+    whole_samples = ResultStore(tmp_path / "reference").samples(task="harness_facts_qa")
+    assert list(sharded_samples["prediction"]) == list(whole_samples["prediction"])
+    assert json.loads(runs["provenance"].iloc[0])["sharded_model"] is True
 
 
 # Run by torchrun on two CPU ranks: a DDP Trainer whose callback logs through the trainer to TensorBoard.

@@ -175,6 +175,9 @@ class HFAdapter:
 
         digest = hashlib.sha256()
         for key, tensor in sorted(self.model.state_dict().items()):
+            # An FSDP-sharded weight (a DTensor) is hashed as this rank's shard: every rank takes part
+            # in a distributed evaluation, which combines the ranks' fingerprints.
+            tensor = tensor.to_local() if hasattr(tensor, "to_local") else tensor
             digest.update(key.encode())
             digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy())
         return digest.hexdigest()

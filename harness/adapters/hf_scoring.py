@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from harness.adapters.sharded import is_sharded_model
+
 TokenIds = tuple[int, ...]
 Progress = Callable[[int, int], None]
 
@@ -58,7 +60,10 @@ def _output_cache(output: Any) -> Any:
 
 
 def _split_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Linear] | None:
-    """The decoder and a plain linear output projection, or None when the model post-processes logits."""
+    """The decoder and a plain linear output projection, or None when the model post-processes logits
+    or is sharded (an FSDP model gathers its weights only when called whole)."""
+    if is_sharded_model(model):
+        return None
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None) not in (
         None,
