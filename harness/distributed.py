@@ -296,21 +296,17 @@ class DistributedAdapter:
     ) -> list[R]:
         """Every rank serves every request (the same forward calls, which a sharded model's all-gathers
         need); rank 0's answers become every rank's, so all ranks score exactly the same."""
-        outcome: tuple[bool, Any]
+        served: list[Any] = []
+        failure: str | None = None
         try:
-            outcome = (True, list(method(requests, progress if self.world.is_main else None)))
-        except Exception as error:  # every rank must reach the broadcast, or the others wait forever
-            outcome = (False, f"{type(error).__name__}: {error}")
-        failures = [
-            f"rank {rank}: {detail}"
-            for rank, (ok, detail) in enumerate(
-                self.world.gather((outcome[0], None if outcome[0] else outcome[1]))
-            )
-            if not ok
-        ]
+            served = list(method(requests, progress if self.world.is_main else None))
+        except Exception as error:  # every rank must reach the gather, or the others wait forever
+            failure = f"{type(error).__name__}: {error}"
+        gathered: list[str | None] = self.world.gather(failure)
+        failures = [f"rank {rank}: {detail}" for rank, detail in enumerate(gathered) if detail is not None]
         if failures:
             raise HarnessError("distributed evaluation failed on " + "; ".join(failures))
-        answers: list[Any] = self.world.broadcast(outcome[1])
+        answers: list[Any] = self.world.broadcast(served)
         if len(answers) != len(requests) or not all(isinstance(a, result_type) for a in answers):
             raise HarnessError(f"rank 0 answered {len(answers)} of {len(requests)} requests")
         return answers
