@@ -6,8 +6,8 @@ so `harness gate`, `harness compare` and the leaderboard's trends see the series
 
 In distributed training (DDP) every rank calls the hook at the same step: the ranks evaluate together,
 each serving its share of the requests, every rank gets the scores, and rank 0 alone stores the run
-(harness.distributed). FSDP-sharded models are refused with an error: the ranks make different numbers
-of forward calls, which would deadlock FSDP's per-forward all-gather. The callback also
+(harness.distributed). A model sharded by FSDP2 is served by every rank in lockstep instead (each
+forward gathers the weights from all ranks); FSDP1 wrappers are refused with an error. The callback also
 logs the scores through the trainer's own `log`, as `harness/<task>/<metric>`, so whatever `report_to`
 names (TensorBoard, W&B, MLflow) shows them at that step; for that the callback needs its trainer:
 `HarnessCallback(...).attach(trainer)`.
