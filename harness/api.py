@@ -192,15 +192,17 @@ def evaluate(
     adapter = _resolve_model(model, tokenizer, args)
     if step is None and isinstance(model, str):
         step = step_from_path(model.partition(":")[2] or model)
+    if world is not None:
+        # A model sharded across the ranks (FSDP2) needs every rank in every forward call; it may come
+        # in memory or inside an adapter that has already loaded it.
+        sharded = is_sharded_model(model) or is_sharded_model(getattr(adapter, "loaded_model", None))
+        adapter = DistributedAdapter(adapter, world, replicated=sharded)
     cache = open_run_cache(request_cache_path(store_root), caches, use_cache=use_cache, shard=shard)
     if cache is not None and (shard is not None or len(caches) > 1):
         checked, merging = cache, shard is None
         on_rank_zero(world, lambda: check_caches(checked, adapter.fingerprint, adapter.name, merging=merging))
-    if world is not None:
-        # A model sharded across the ranks (FSDP2) needs every rank in every forward call.
-        sharded = tokenizer is not None and is_sharded_model(model)
-        adapter = DistributedAdapter(adapter, world, replicated=sharded)
-        cache = RankZeroCache(cache, world) if cache is not None else None
+    if world is not None and cache is not None:
+        cache = RankZeroCache(cache, world)
     stats = RequestStats()
     if shard is not None and cache is not None:
         # A shard has no scores of its own: its answers wait in its cache for the merge run.

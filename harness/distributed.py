@@ -300,7 +300,10 @@ class DistributedAdapter:
         failure: str | None = None
         try:
             served = list(method(requests, progress if self.world.is_main else None))
-        except Exception as error:  # every rank must reach the gather, or the others wait forever
+        except Exception as error:
+            # Raised outside a collective (bad input, a tokenizer error): every rank still reaches the
+            # gather and stops with it. A failure inside a forward call (one GPU out of memory) leaves
+            # the other ranks in FSDP's all-gather; only the launcher's timeout ends that.
             failure = f"{type(error).__name__}: {error}"
         gathered: list[str | None] = self.world.gather(failure)
         failures = [f"rank {rank}: {detail}" for rank, detail in enumerate(gathered) if detail is not None]

@@ -7,8 +7,8 @@ quoted once and looked up by its code), the columns are joined row-wise by a ker
 document is the joined array's data buffer: Python touches only the distinct strings.
 
 Numbers keep full precision in CSV and JSON (shortest text that reads back to the same double, so
-`0.00001` or `2.5e-7` rather than Python's `1e-05`); NaN and infinities are empty in CSV, `null`
-in JSON; the table shows four decimals."""
+`0.00001` or `2.5e-7` rather than Python's `1e-05`, and `0.0` for a whole number); NaN and infinities
+are empty in CSV, `null` in JSON; the table shows Python's four-decimal text of each number."""
 
 from __future__ import annotations
 
@@ -58,31 +58,41 @@ def _through_dictionary(
 
 
 def _shortest_floats(column: pa.Array, missing: str) -> pa.Array:
-    """Shortest round-trip text of each double; NaN, infinities and nulls as `missing`."""
+    """Shortest round-trip text of each double, a whole number with `.0` (`0.0`, `206.0`: still a
+    float to a JSON or CSV reader); NaN, infinities and nulls as `missing`."""
     finite = pc.fill_null(pc.is_finite(column), False)
     texts = pc.cast(column, pa.large_string())
+    whole = pc.match_substring_regex(texts, r"^-?[0-9]+$")
+    texts = pc.if_else(whole, pc.binary_join_element_wise(texts, _literal(".0"), _literal("")), texts)
     return pc.if_else(finite, texts, _literal(missing))
 
 
 def _fixed_decimals(column: pa.Array) -> pa.Array:
     """`f"{value:.4f}"` for each double, in kernels: round `value * 10**4` to an integer, print its
-    digits and put the point back. NaN shows as pandas shows it; huge values go through Python."""
+    digits and put the point back. NaN shows as pandas shows it; huge values and near-ties go through
+    Python."""
     column = pc.cast(column, pa.float64())
     finite = pc.fill_null(pc.is_finite(column), False)
     ordinary = pc.and_(finite, pc.less(pc.abs(pc.fill_null(column, 0.0)), _FIXED_POINT_LIMIT))
     safe = pc.if_else(ordinary, column, 0.0)
-    scaled = pc.cast(pc.round(pc.multiply(safe, float(10**TABLE_DECIMALS))), pa.int64())
+    product = pc.multiply(safe, float(10**TABLE_DECIMALS))
+    scaled = pc.cast(pc.round(product), pa.int64())
     digits = pc.utf8_lpad(pc.cast(pc.abs(scaled), pa.large_string()), TABLE_DECIMALS + 1, "0")
     text = pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(digits, 0, -TABLE_DECIMALS),
         pc.utf8_slice_codeunits(digits, -TABLE_DECIMALS),
         _literal("."),
     )
-    # Signed by the value, not the rounded integer: -0.00004 shows as Python shows it, -0.0000.
+    # Signed by the value, not the rounded integer: -0.00004 shows as Python shows it, -0.0000 (a
+    # negative zero shows as 0.0000).
     text = pc.if_else(
         pc.less(safe, 0.0), pc.binary_join_element_wise(_literal("-"), text, _literal("")), text
     )
-    unusual = pc.invert(ordinary)
+    # Where value * 10**4 lies (all but) halfway between two integers, the product's rounding can
+    # differ from the decimal rounding Python does on the exact value: those go through Python too.
+    magnitude = pc.abs(product)
+    near_tie = pc.less(pc.abs(pc.subtract(pc.subtract(magnitude, pc.floor(magnitude)), 0.5)), 1e-6)
+    unusual = pc.or_(pc.invert(ordinary), near_tie)
     if pc.any(unusual).as_py():
         values = pc.filter(column, unusual).to_pylist()
         rendered = ["NaN" if v is None or v != v else f"{v:.{TABLE_DECIMALS}f}" for v in values]
@@ -216,7 +226,11 @@ def write_scores(rows: pa.Table | pd.DataFrame, output_format: str, stream: Bina
     """`score_text(rows, output_format)` and a newline, written to `stream` straight from the
     buffers the kernels filled (a listing of a whole store is tens of megabytes)."""
     for piece in _pieces(rows, output_format):
-        stream.write(piece)
+        view = memoryview(piece)
+        while view:
+            # A short write (a pipe whose reader left, a file size limit, a full disk) is not an error
+            # by itself: writing the rest is what raises it.
+            view = view[stream.write(view) or 0 :]
     stream.flush()
 
 

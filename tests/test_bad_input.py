@@ -301,10 +301,11 @@ def test_usage_errors_are_one_line(
     assert snapshot(root) == before
 
 
-def test_a_closed_output_pipe_ends_quietly(store: tuple[Path, tuple[str, ...]]) -> None:
+@pytest.mark.parametrize("output_format", ["json", "csv", "table"])
+def test_a_closed_output_pipe_ends_quietly(store: tuple[Path, tuple[str, ...]], output_format: str) -> None:
     root, _ = store
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "scores", "--store", str(root), "--format", "json"],
+        [sys.executable, "-m", "harness.cli", "scores", "--store", str(root), "--format", output_format],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

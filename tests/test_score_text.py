@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,17 +105,58 @@ def test_json_keeps_every_bit_of_a_double() -> None:
     )
 
 
-@pytest.mark.parametrize("value", AWKWARD_NUMBERS)
+TIES = [0.00005, 0.00025, 0.00035, -0.00015, 0.12345, 2.00005, 0.99995, 12345.67885]
+
+
+@pytest.mark.parametrize("value", AWKWARD_NUMBERS + TIES)
 def test_table_numbers_are_python_s_four_decimals(value: float) -> None:
     frame = pd.DataFrame({"value": [value, 1.0]})
     lines = score_text(frame, "table").splitlines()
     expected = "NaN" if math.isnan(value) else f"{value:.4f}"
-    shown = lines[1].strip()
-    if expected != shown:
-        # Allowed: the sign of a zero, and the last digit where value * 10**4 is all but exactly a tie.
-        near_tie = abs(abs(value * 1e4) % 1 - 0.5) < 1e-6
-        assert float(shown) == float(expected) or (near_tie and abs(float(shown) - float(expected)) < 1.01e-4)
+    if value == 0:
+        expected = "0.0000"  # a negative zero included: no minus sign on a zero
+    assert lines[1].strip() == expected
     assert len({len(line) for line in lines}) == 1  # right-aligned
+
+
+def test_table_numbers_equal_python_s_on_every_step_of_a_fine_grid() -> None:
+    values = [k / 100000 for k in range(-200000, 200001)] + [k / 1000000 for k in range(0, 100000, 7)]
+    shown = score_text(pd.DataFrame({"value": values}), "table").splitlines()[1:]
+    expected = [f"{v:.4f}" for v in values]
+    differing = [(v, s.strip(), e) for v, s, e in zip(values, shown, expected, strict=True) if s.strip() != e]
+    assert [d for d in differing if not d[2].startswith("-0.0000")] == []
+
+
+def test_whole_numbers_stay_floats_in_csv_and_json() -> None:
+    frame = pd.DataFrame({"value": [0.0, -0.0, 206.0, 1e15, 0.5]})
+    records = json.loads(score_text(frame, "json"))
+    assert [type(row["value"]) for row in records] == [float] * 5
+    assert [row["value"] for row in records] == [0.0, -0.0, 206.0, 1e15, 0.5]
+    assert math.copysign(1, records[1]["value"]) == -1
+    assert pd.read_csv(io.StringIO(score_text(frame, "csv")))["value"].dtype == "float64"
+
+
+class _ShortWrites(io.RawIOBase):
+    """A stream that takes at most `size` bytes per write, as a pipe or a nearly full disk may."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.taken = size, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data[: self.size])
+        self.taken += chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json", "table"])
+def test_short_writes_are_continued_until_everything_is_written(output_format: str) -> None:
+    frame = _frame(200)
+    stream = _ShortWrites(1000)
+    write_scores(frame, output_format, stream)  # type: ignore[arg-type]
+    assert stream.taken.decode("utf-8") == score_text(frame, output_format) + "\n"
 
 
 def test_table_aligns_text_left_and_numbers_right() -> None:

@@ -160,8 +160,8 @@ for layer in model.model.layers:
     fully_shard(layer)
 fully_shard(model)
 weight = model.model.layers[0].self_attn.q_proj.weight
-# One request per forward call: the ranks' shares (5 documents split 3/2) would need different numbers
-# of forward calls, which FSDP's all-gathers cannot take.
+# One request per forward call, so that serving shares (5 documents split 3/2) would give the ranks
+# different numbers of forward calls, which FSDP's all-gathers cannot take: every rank serves them all.
 hook = EvaluationHook(tasks.split(","), tokenizer=tokenizer, store=store, limit=int(limit),
                       bootstrap_resamples=0, model_args={"batch_size": "1"})
 report = hook(model, 7)

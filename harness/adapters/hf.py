@@ -146,6 +146,11 @@ class HFAdapter:
         return self._model
 
     @property
+    def loaded_model(self) -> Any:
+        """The model if it is in memory already, else None (asking does not load it)."""
+        return self._model
+
+    @property
     def tokenizer(self) -> Any:
         self._ensure_loaded()
         return self._tokenizer

@@ -21,6 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from harness.adapters.base import ProgressCallback
 from harness.adapters.hf_packed import PrefixMemo, _common_length
 from harness.adapters.hf_scoring import _cache_keyword, _split_head
+from harness.adapters.sharded import is_sharded_model
 from harness.requests import GenerationResult, GenerationSettings
 
 # A batch shares its rows' common prefix only when the prefix saves at least this many tokens of prompt
@@ -98,6 +99,14 @@ def generate_batched(
         tokenizer.pad_token = None
 
 
+def _sharded_across_ranks(model: Any) -> bool:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    return dist.get_world_size() > 1 and is_sharded_model(model)
+
+
 def _share_prefix(
     adapter: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, memo: PrefixMemo
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -168,6 +177,10 @@ def _generate(
         else:
             sampling.update(temperature=None, top_p=None, top_k=None)
         seeded = first.do_sample and first.seed is not None
+        # A model sharded across ranks: every rank keeps stepping until all are done, since each step's
+        # forward gathers weights from all of them (should the ranks' outputs ever differ). Otherwise
+        # transformers decides (it also syncs DeepSpeed ZeRO-3 models).
+        lockstep = {"synced_gpus": True} if _sharded_across_ranks(adapter.model) else {}
         cuda = [adapter.device.index or 0] if adapter.device.type == "cuda" else []
         # A private random stream: a seeded request must not reset the caller's global generator.
         with torch.random.fork_rng(devices=cuda) if seeded else contextlib.nullcontext():
@@ -184,6 +197,7 @@ def _generate(
                 use_cache=True,
                 **cache,
                 **sampling,
+                **lockstep,
             )
         new_tokens = 0
         for row, index in enumerate(batch):
