@@ -62,8 +62,10 @@ def _shortest_floats(column: pa.Array, missing: str) -> pa.Array:
     float to a JSON or CSV reader); NaN, infinities and nulls as `missing`."""
     finite = pc.fill_null(pc.is_finite(column), False)
     texts = pc.cast(column, pa.large_string())
-    whole = pc.match_substring_regex(texts, r"^-?[0-9]+$")
-    texts = pc.if_else(whole, pc.binary_join_element_wise(texts, _literal(".0"), _literal("")), texts)
+    whole = pc.and_(finite, pc.fill_null(pc.equal(column, pc.floor(column)), False))
+    if pc.any(whole).as_py():  # found by value first: a text search over every row costs more
+        plain = pc.and_(whole, pc.invert(pc.match_substring(texts, "e")))  # 1e+16 stays as it is
+        texts = pc.if_else(plain, pc.binary_join_element_wise(texts, _literal(".0"), _literal("")), texts)
     return pc.if_else(finite, texts, _literal(missing))
 
 
