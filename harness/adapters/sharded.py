@@ -9,11 +9,14 @@ be refused."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
 
+@functools.cache
 def _fsdp2_type() -> type | None:
+    # Asked on every scoring batch: a torch without FSDP2 would otherwise retry a failing import each time.
     try:  # public from torch 2.6, earlier under _composable
         from torch.distributed.fsdp import FSDPModule  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
@@ -42,10 +45,13 @@ def uses_fsdp1(model: Any) -> bool:
 
 def is_sharded_model(model: Any) -> bool:
     """Whether `model`, or any module inside it, is sharded by FSDP (FSDP2's `fully_shard` or FSDP1)."""
+    modules = _modules(model)
+    if not modules:  # not a torch module (or torch never imported): FSDP's types are not even looked up
+        return False
     fsdp2 = _fsdp2_type()
     return any(
         (fsdp2 is not None and isinstance(module, fsdp2)) or "_fsdp_wrapped_module" in module._modules
-        for module in _modules(model)
+        for module in modules
     )
 
 
